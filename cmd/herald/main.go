@@ -1,0 +1,63 @@
+// Command herald is the Herald push server and its tools.
+//
+//	herald serve [flags]     run the server
+//	herald version           print the version
+//
+// Every flag also reads an environment variable: -max-conns reads
+// HERALD_MAX_CONNS. A flag given on the command line wins.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+)
+
+// version is set with -ldflags "-X main.version=..." by release builds.
+var version = ""
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "serve":
+		os.Exit(runServe(args))
+	case "version", "-version", "--version":
+		fmt.Println("herald", versionString(), runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH)
+	case "help", "-h", "-help", "--help":
+		usage()
+	default:
+		fmt.Fprintf(os.Stderr, "herald: unknown command %q\n", cmd)
+		usage()
+		os.Exit(2)
+	}
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage: herald <command> [flags]
+
+commands:
+  serve     run the WebSocket push server (herald serve -h lists its flags)
+  version   print the version
+`)
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			return bi.Main.Version
+		}
+	}
+	return "dev"
+}

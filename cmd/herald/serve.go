@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/herald-ws/herald/engine"
+	"github.com/herald-ws/herald/session"
+)
+
+// serveOptions are the parsed `herald serve` flags.
+type serveOptions struct {
+	addr               string
+	loops              int
+	maxConns           int
+	maxMessageSize     byteSize
+	handshakeTimeout   time.Duration
+	idleTimeout        time.Duration
+	pingInterval       time.Duration
+	writeBufferLimit   byteSize
+	compression        bool
+	compressionMinSize byteSize
+	allowedOrigins     listFlag
+	echo               bool
+	tcpNoDelay         bool
+	reusePort          bool
+	logLevel           slog.Level
+	shutdownGrace      time.Duration
+}
+
+func newServeFlags() (*flag.FlagSet, *serveOptions) {
+	o := &serveOptions{
+		maxMessageSize:     1 << 20,
+		writeBufferLimit:   1 << 20,
+		compressionMinSize: 512,
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "client listener address (host:port)")
+	fs.IntVar(&o.loops, "loops", 0, "event loops; 0 means GOMAXPROCS")
+	fs.IntVar(&o.maxConns, "max-conns", 1_000_000, "open connections past which new ones get HTTP 503; 0 means no limit")
+	fs.Var(&o.maxMessageSize, "max-message-size", "largest message a client may send (after decompression); bigger ones are closed with 1009 (default 1MiB)")
+	fs.DurationVar(&o.handshakeTimeout, "handshake-timeout", 5*time.Second, "close a connection whose upgrade request is not complete within this time")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 60*time.Second, "close (1001) a connection that sends nothing, not even a pong, for this long; 0 disables")
+	fs.DurationVar(&o.pingInterval, "ping-interval", 25*time.Second, "ping a connection that has been silent this long; 0 disables")
+	fs.Var(&o.writeBufferLimit, "write-buffer-limit", "pending outbound bytes per connection past which it is closed with 1008 as a slow consumer (default 1MiB)")
+	fs.BoolVar(&o.compression, "compression", false, "negotiate permessage-deflate (RFC 7692), without context takeover")
+	fs.Var(&o.compressionMinSize, "compression-min-size", "messages smaller than this are sent uncompressed (default 512)")
+	fs.Var(&o.allowedOrigins, "allowed-origins", "comma-separated Origin values allowed to connect, '*' suffix wildcards; empty allows any")
+	fs.BoolVar(&o.echo, "echo", false, "serve GET /echo, which echoes every message (for conformance suites and benchmarks)")
+	fs.BoolVar(&o.tcpNoDelay, "tcp-nodelay", true, "set TCP_NODELAY on client connections")
+	fs.BoolVar(&o.reusePort, "reuseport", false, "set SO_REUSEPORT on the client listener")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 5*time.Second, "on SIGTERM/SIGINT, spread close 1001 to every client over this time")
+	return fs, o
+}
+
+func (o *serveOptions) validate() error {
+	switch {
+	case o.loops < 0:
+		return errors.New("-loops must be >= 0")
+	case o.maxConns < 0:
+		return errors.New("-max-conns must be >= 0")
+	case o.maxMessageSize <= 0:
+		return errors.New("-max-message-size must be > 0")
+	case o.handshakeTimeout <= 0:
+		return errors.New("-handshake-timeout must be > 0")
+	case o.idleTimeout < 0 || o.pingInterval < 0 || o.shutdownGrace < 0:
+		return errors.New("durations must not be negative")
+	case o.idleTimeout > 0 && o.pingInterval >= o.idleTimeout:
+		return errors.New("-ping-interval must be shorter than -idle-timeout, or clients that only listen are dropped as idle")
+	case o.writeBufferLimit <= 0:
+		return errors.New("-write-buffer-limit must be > 0")
+	}
+	return nil
+}
+
+func (o *serveOptions) engineConfig(log *slog.Logger) engine.Config {
+	routes := map[string]session.Handler{}
+	if o.echo {
+		routes["/echo"] = session.Echo{}
+	}
+	return engine.Config{
+		Addr:       o.addr,
+		Loops:      o.loops,
+		MaxConns:   o.maxConns,
+		ReusePort:  o.reusePort,
+		TCPNoDelay: o.tcpNoDelay,
+		Logger:     log,
+		Session: session.Config{
+			Routes:             routes,
+			AllowedOrigins:     o.allowedOrigins,
+			MaxMessageSize:     int64(o.maxMessageSize),
+			WriteBufferLimit:   int(o.writeBufferLimit),
+			Compression:        o.compression,
+			CompressionMinSize: int(o.compressionMinSize),
+			HandshakeTimeout:   o.handshakeTimeout,
+			IdleTimeout:        o.idleTimeout,
+			PingInterval:       o.pingInterval,
+		},
+	}
+}
+
+func runServe(args []string) int {
+	fs, o := newServeFlags()
+	if err := parseFlags(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "herald serve:", err)
+		return 2
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "herald serve:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	slog.SetDefault(log)
+	raiseOpenFilesLimit(log)
+
+	srv, err := engine.New(o.engineConfig(log))
+	if err != nil {
+		log.Error("config", "err", err)
+		return 2
+	}
+	if err := srv.Start(); err != nil {
+		log.Error("listen", "addr", o.addr, "err", err)
+		return 1
+	}
+	log.Info("herald listening", "addr", srv.Addr().String(), "loops", o.loops, "echo", o.echo, "version", versionString())
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	<-ctx.Done()
+	stop()
+	log.Info("shutting down", "conns", srv.Conns(), "grace", o.shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownGrace+5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx, o.shutdownGrace); err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// raiseOpenFilesLimit lifts the soft RLIMIT_NOFILE to the hard limit, since
+// every connection is a file descriptor. The hard limit is the operator's
+// (systemd LimitNOFILE=, ulimit -Hn).
+func raiseOpenFilesLimit(log *slog.Logger) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		log.Warn("getrlimit NOFILE", "err", err)
+		return
+	}
+	soft := lim.Cur
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			log.Warn("raise NOFILE soft limit", "soft", soft, "hard", lim.Max, "err", err)
+			return
+		}
+	}
+	log.Info("open files limit", "soft_before", soft, "soft", lim.Cur, "hard", lim.Max)
+}

@@ -1,0 +1,358 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/herald-ws/herald/codec"
+	"github.com/herald-ws/herald/session"
+)
+
+// Config configures a Server. Zero values take the documented defaults.
+type Config struct {
+	Addr       string // host:port; port 0 picks a free port (see Server.Addr)
+	Loops      int    // event loops; default GOMAXPROCS
+	MaxConns   int    // open connections past which new ones get HTTP 503; 0: no limit
+	ReusePort  bool
+	TCPNoDelay bool
+	Session    session.Config
+	Logger     *slog.Logger
+}
+
+// Server is a running client listener.
+type Server struct {
+	gnet.BuiltinEventEngine
+
+	cfg    Config
+	log    *slog.Logger
+	stats  session.Stats
+	tick   time.Duration
+	reject []byte // the 503 response, built once
+
+	conns    atomic.Int64
+	draining atomic.Bool
+
+	eng    gnet.Engine
+	addr   net.Addr
+	booted chan struct{}
+	ran    chan error
+	start  sync.Once
+
+	mu    sync.RWMutex // guards loops; taken for writing once per loop
+	loops map[gnet.EventLoop]*loop
+}
+
+// loop is one event loop's connection list. Only that loop's goroutine
+// touches it (in gnet callbacks and Execute tasks).
+type loop struct {
+	el    gnet.EventLoop
+	state *session.Loop
+	conns []*conn
+}
+
+// conn is a session plus the engine's bookkeeping for it.
+type conn struct {
+	session.Session
+	gc   gnet.Conn
+	loop *loop
+	slot int32 // index in loop.conns
+}
+
+// New validates cfg and returns a Server that is not yet listening.
+func New(cfg Config) (*Server, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8080"
+	}
+	if cfg.Loops <= 0 {
+		cfg.Loops = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	sc := &cfg.Session
+	if sc.CloseTimeout <= 0 {
+		sc.CloseTimeout = 3 * time.Second
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		booted: make(chan struct{}),
+		ran:    make(chan error, 1),
+		loops:  make(map[gnet.EventLoop]*loop),
+		reject: codec.AppendHTTPError(nil, 503, "server at connection limit"),
+	}
+	s.tick = tickInterval(sc.HandshakeTimeout, sc.IdleTimeout, sc.PingInterval, sc.CloseTimeout)
+	return s, nil
+}
+
+// tickInterval is a quarter of the shortest deadline, between 20 ms and 1 s,
+// so every timeout fires at most 25% late.
+func tickInterval(ds ...time.Duration) time.Duration {
+	t := time.Second
+	for _, d := range ds {
+		if d > 0 && d/4 < t {
+			t = d / 4
+		}
+	}
+	return max(t, 20*time.Millisecond)
+}
+
+// Start begins listening and returns once the listener is bound, or with the
+// error that prevented it.
+func (s *Server) Start() error {
+	err := ErrAlreadyStarted
+	s.start.Do(func() {
+		nodelay := gnet.TCPDelay
+		if s.cfg.TCPNoDelay {
+			nodelay = gnet.TCPNoDelay
+		}
+		go func() {
+			s.ran <- gnet.Run(s, "tcp://"+s.cfg.Addr,
+				gnet.WithMulticore(true),
+				gnet.WithNumEventLoop(s.cfg.Loops),
+				gnet.WithReusePort(s.cfg.ReusePort),
+				gnet.WithTCPNoDelay(nodelay),
+				gnet.WithTicker(true),
+				gnet.WithLogger(gnetLogger{s.log}),
+			)
+		}()
+		select {
+		case <-s.booted:
+			err = nil
+		case err = <-s.ran:
+			if err == nil {
+				err = fmt.Errorf("engine: gnet stopped before boot")
+			}
+		}
+	})
+	return err
+}
+
+// Addr is the bound address (useful with port 0). Valid after Start.
+func (s *Server) Addr() net.Addr { return s.addr }
+
+// Stats returns the live counters.
+func (s *Server) Stats() *session.Stats { return &s.stats }
+
+// Conns reports the open connections, including those still upgrading.
+func (s *Server) Conns() int64 { return s.conns.Load() }
+
+// OnBoot records the engine and the bound address.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			s.addr = sockaddrToTCP(sa)
+		}
+		_ = unix.Close(fd)
+	}
+	close(s.booted)
+	return gnet.None
+}
+
+func sockaddrToTCP(sa unix.Sockaddr) net.Addr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	return nil
+}
+
+// loopOf returns the bookkeeping for el, creating it on first sight.
+func (s *Server) loopOf(el gnet.EventLoop) *loop {
+	s.mu.RLock()
+	l := s.loops[el]
+	s.mu.RUnlock()
+	if l != nil {
+		return l
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l = s.loops[el]; l == nil {
+		l = &loop{el: el, state: session.NewLoop(&s.cfg.Session, &s.stats)}
+		s.loops[el] = l
+	}
+	return l
+}
+
+func (s *Server) loopList() []*loop {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*loop, 0, len(s.loops))
+	for _, l := range s.loops {
+		out = append(out, l)
+	}
+	return out
+}
+
+// OnOpen admits a connection or refuses it with 503 when the server is at
+// -max-conns or shutting down.
+func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if s.draining.Load() || (s.cfg.MaxConns > 0 && s.conns.Load() >= int64(s.cfg.MaxConns)) {
+		s.stats.HandshakeRejects.Add(1)
+		return s.reject, gnet.Close
+	}
+	s.conns.Add(1)
+	l := s.loopOf(c.EventLoop())
+	e := &conn{gc: c, loop: l, slot: int32(len(l.conns))}
+	e.Init(c, l.state, time.Now())
+	l.conns = append(l.conns, e)
+	c.SetContext(e)
+	return nil, gnet.None
+}
+
+// OnTraffic hands every buffered byte to the session.
+func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	e, ok := c.Context().(*conn)
+	if !ok {
+		return gnet.Close
+	}
+	if e.HandleTraffic(time.Now()) {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// OnClose releases the session and removes it from its loop's list.
+func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
+	e, ok := c.Context().(*conn)
+	if !ok {
+		return gnet.None
+	}
+	c.SetContext(nil)
+	e.Closed()
+	l := e.loop
+	last := len(l.conns) - 1
+	moved := l.conns[last]
+	l.conns[e.slot] = moved
+	moved.slot = e.slot
+	l.conns[last] = nil
+	l.conns = l.conns[:last]
+	if cap(l.conns) > 1024 && len(l.conns) < cap(l.conns)/4 {
+		l.conns = append([]*conn(nil), l.conns...)
+	}
+	s.conns.Add(-1)
+	return gnet.None
+}
+
+// OnTick runs on gnet's ticker goroutine: it asks every loop to sweep its
+// own connections.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	for _, l := range s.loopList() {
+		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(l.sweep))
+	}
+	return s.tick, gnet.None
+}
+
+// sweep runs on l's loop: deadlines and heartbeats for every connection.
+// It walks backwards because closing swaps the last connection into the
+// closed one's slot.
+func (l *loop) sweep(context.Context) error {
+	now := time.Now()
+	for i := len(l.conns) - 1; i >= 0; i-- {
+		if i >= len(l.conns) {
+			continue
+		}
+		if e := l.conns[i]; e.Tick(now) {
+			_ = l.el.Close(e.gc)
+		}
+	}
+	return nil
+}
+
+// Shutdown stops admitting connections, sends close 1001 to every client,
+// spread evenly over grace so that clients do not reconnect elsewhere all at
+// once, waits for them to close (bounded by ctx) and stops the engine.
+func (s *Server) Shutdown(ctx context.Context, grace time.Duration) error {
+	select {
+	case <-s.booted:
+	default:
+		return ErrNotStarted
+	}
+	s.draining.Store(true)
+	const step = 20 * time.Millisecond
+	steps := max(int(grace/step), 1)
+	ticker := time.NewTicker(step)
+	defer ticker.Stop()
+	for left := steps; left > 0 && s.conns.Load() > 0; left-- {
+		for _, l := range s.loopList() {
+			_ = l.el.Execute(ctx, goingAway(l, left))
+		}
+		if left > 1 {
+			select {
+			case <-ticker.C:
+			case <-ctx.Done():
+				left = 1
+			}
+		}
+	}
+	// Wait for the close handshakes (bounded by the close timeout, which
+	// the sweep enforces) or the caller's deadline.
+	for s.conns.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-ticker.C:
+		case <-ctx.Done():
+		}
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.eng.Stop(stopCtx)
+	<-s.ran
+	return err
+}
+
+// goingAway returns a loop task that sends 1001 to 1/left of the loop's open
+// sessions.
+func goingAway(l *loop, left int) gnet.Runnable {
+	return gnet.RunnableFunc(func(context.Context) error {
+		open := 0
+		for _, e := range l.conns {
+			if e.State() == session.StateOpen {
+				open++
+			}
+		}
+		quota := (open + left - 1) / left
+		for i := len(l.conns) - 1; i >= 0 && quota > 0; i-- {
+			if i >= len(l.conns) {
+				continue
+			}
+			e := l.conns[i]
+			switch e.State() {
+			case session.StateOpen:
+				quota--
+				e.Close(session.CloseGoingAway, "server shutdown")
+				if !e.Flush() {
+					_ = l.el.Close(e.gc)
+				}
+			case session.StateHandshake:
+				_ = l.el.Close(e.gc)
+			}
+		}
+		return nil
+	})
+}
+
+// Stop closes every connection without the close handshake and stops the
+// engine. Prefer Shutdown.
+func (s *Server) Stop(ctx context.Context) error {
+	select {
+	case <-s.booted:
+	default:
+		return ErrNotStarted
+	}
+	s.draining.Store(true)
+	err := s.eng.Stop(ctx)
+	<-s.ran
+	return err
+}

@@ -1,0 +1,49 @@
+package session
+
+import "github.com/gobwas/ws"
+
+// CloseReason says why a connection ended. It feeds logs and metrics.
+type CloseReason uint8
+
+// Close reasons.
+const (
+	ClosePeer              CloseReason = iota + 1 // the peer sent a close frame or hung up
+	CloseProtocolError                            // the peer broke RFC 6455; failed with 1002, 1007 or 1009
+	CloseHandshakeRejected                        // the upgrade was refused with an HTTP error
+	CloseHandshakeTimeout                         // no complete upgrade within the handshake timeout
+	CloseIdleTimeout                              // nothing received within the idle timeout
+	CloseSlowConsumer                             // outbound bytes passed the write-buffer limit; 1008
+	CloseGoingAway                                // server shutdown; 1001
+	ClosePolicy                                   // the application closed it for policy; 1008
+	CloseTimeout                                  // the peer never answered our close frame
+)
+
+var closeReasonNames = [...]string{
+	ClosePeer:              "peer",
+	CloseProtocolError:     "protocol_error",
+	CloseHandshakeRejected: "handshake_rejected",
+	CloseHandshakeTimeout:  "handshake_timeout",
+	CloseIdleTimeout:       "idle_timeout",
+	CloseSlowConsumer:      "slow_consumer",
+	CloseGoingAway:         "going_away",
+	ClosePolicy:            "policy",
+	CloseTimeout:           "close_timeout",
+}
+
+func (r CloseReason) String() string {
+	if int(r) < len(closeReasonNames) && closeReasonNames[r] != "" {
+		return closeReasonNames[r]
+	}
+	return "unknown"
+}
+
+// code is the close code the server sends for a reason it initiates.
+func (r CloseReason) code() ws.StatusCode {
+	switch r {
+	case CloseSlowConsumer, ClosePolicy:
+		return ws.StatusPolicyViolation
+	case CloseGoingAway, CloseIdleTimeout:
+		return ws.StatusGoingAway
+	}
+	return ws.StatusNormalClosure
+}

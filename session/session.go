@@ -1,0 +1,411 @@
+package session
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/herald-ws/herald/codec"
+)
+
+// Conn is what a Session needs from its connection. gnet.Conn satisfies it;
+// all methods are called on the connection's event loop only.
+type Conn interface {
+	// Peek returns the buffered inbound bytes; n <= 0 means all of them.
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+	Write(p []byte) (int, error)
+	// OutboundBuffered is how many bytes the connection holds that the
+	// kernel has not yet accepted.
+	OutboundBuffered() int
+}
+
+// Handler is the application behind a route. Its methods run on the
+// session's event loop and must not block; payload slices are valid only
+// until the method returns.
+type Handler interface {
+	// Authorize runs during the upgrade, after the request passed RFC 6455
+	// checks and before the 101 response. A non-zero status refuses the
+	// upgrade with that HTTP status and body.
+	Authorize(s *Session, r *codec.Request) (status int, body string)
+	OnOpen(s *Session)
+	OnMessage(s *Session, op ws.OpCode, payload []byte)
+	OnClose(s *Session, reason CloseReason)
+}
+
+// Config holds the settings every session of a server shares. It must not
+// change after the server starts.
+type Config struct {
+	Routes             map[string]Handler // request path -> handler
+	AllowedOrigins     []string           // empty: any origin; "*" suffix wildcards allowed
+	MaxMessageSize     int64
+	WriteBufferLimit   int // pending outbound bytes past which a session is closed with 1008
+	Compression        bool
+	CompressionMinSize int
+	HandshakeTimeout   time.Duration
+	IdleTimeout        time.Duration
+	PingInterval       time.Duration
+	CloseTimeout       time.Duration
+}
+
+// State is where a session is in its life.
+type State uint8
+
+// Session states.
+const (
+	StateHandshake State = iota // waiting for a complete upgrade request
+	StateOpen                   // messages flow both ways
+	StateClosing                // we sent a close frame and wait for the peer's
+	StateClosed                 // the engine must drop the connection
+)
+
+// Loop is the state shared by the sessions of one event loop: their scratch
+// output buffer and counters. Only that loop's goroutine touches it.
+type Loop struct {
+	Config *Config
+	Stats  *Stats
+	out    []byte // frames queued by the session being served, written by Flush
+}
+
+// NewLoop returns the shared state for one event loop.
+func NewLoop(cfg *Config, stats *Stats) *Loop { return &Loop{Config: cfg, Stats: stats} }
+
+// scratchKeep bounds the scratch buffer a loop keeps between flushes, so one
+// large echo does not pin megabytes for the loop's lifetime.
+const scratchKeep = 256 << 10
+
+// Session is one connection's protocol state. It is small (about 120 bytes)
+// because an idle server holds one per open connection; buffers are borrowed
+// from pools only while a message is in flight.
+type Session struct {
+	conn     Conn
+	loop     *Loop
+	handler  Handler
+	dec      codec.Decoder
+	lastSeen int64 // unix nanoseconds of the last inbound bytes (or of the close frame we sent)
+	// Value is the application's per-connection data (for example the push
+	// layer's subscriptions). Only the session's loop may touch it.
+	Value    any
+	scanned  uint16 // bytes of the upgrade request already searched for its end
+	state    State
+	reason   CloseReason
+	deflate  bool // permessage-deflate negotiated
+	pingSent bool // a ping is outstanding since the last inbound bytes
+}
+
+// Init prepares s for a newly accepted connection.
+func (s *Session) Init(c Conn, l *Loop, now time.Time) {
+	*s = Session{conn: c, loop: l, lastSeen: now.UnixNano()}
+	s.dec.MaxMessageSize = l.Config.MaxMessageSize
+}
+
+// State reports the session's state.
+func (s *Session) State() State { return s.state }
+
+// Deflate reports whether permessage-deflate was negotiated, so a fan-out
+// can pick the compressed encoding of a shared frame.
+func (s *Session) Deflate() bool { return s.deflate }
+
+// CloseReason reports why the session ended (zero while it is open).
+func (s *Session) CloseReason() CloseReason { return s.reason }
+
+// HandleTraffic consumes every complete request, frame and message the
+// connection has buffered, answers them, flushes the replies with one write
+// and discards the consumed bytes. It returns true when the engine must close
+// the connection.
+func (s *Session) HandleTraffic(now time.Time) (drop bool) {
+	in, _ := s.conn.Peek(-1)
+	if len(in) == 0 {
+		return s.state == StateClosed
+	}
+	s.loop.Stats.BytesIn.Add(int64(len(in)))
+	if s.state != StateClosing {
+		s.lastSeen = now.UnixNano()
+	}
+	s.pingSent = false
+
+	consumed := 0
+	if s.state == StateHandshake {
+		n := s.upgrade(in)
+		if n == 0 && s.state == StateHandshake {
+			return false // request incomplete; leave it buffered
+		}
+		consumed = n
+	}
+	var messages int64
+	for s.state == StateOpen || s.state == StateClosing {
+		ev, n, err := s.dec.Next(in[consumed:])
+		consumed += n
+		if err != nil {
+			s.fail(err)
+			break
+		}
+		if ev.Kind == codec.EventNone {
+			break
+		}
+		if ev.Kind == codec.EventMessage {
+			messages++
+		}
+		s.handle(ev)
+	}
+	if messages > 0 {
+		s.loop.Stats.MessagesIn.Add(messages)
+	}
+	if s.state == StateClosed {
+		consumed = len(in) // whatever follows a close is never read
+	}
+	_, _ = s.conn.Discard(consumed)
+	return !s.Flush() || s.state == StateClosed
+}
+
+func (s *Session) handle(ev codec.Event) {
+	switch ev.Kind {
+	case codec.EventMessage:
+		if s.state == StateOpen {
+			s.handler.OnMessage(s, ev.OpCode, ev.Payload)
+		}
+	case codec.EventPing:
+		if s.state == StateOpen {
+			s.loop.out = codec.AppendFrame(s.loop.out, ws.OpPong, ev.Payload)
+		}
+	case codec.EventPong:
+		// Any inbound bytes already reset the idle clock.
+	case codec.EventClose:
+		if s.state == StateOpen {
+			code := ev.CloseCode
+			if code == ws.StatusNoStatusRcvd {
+				code = ws.StatusNormalClosure
+			}
+			s.loop.out = codec.AppendCloseFrame(s.loop.out, code, "")
+		}
+		s.finish(ClosePeer)
+	}
+}
+
+// upgrade parses the upgrade request at the start of in and queues the 101
+// response or an HTTP error. It returns the request's length, or 0 while it
+// is incomplete.
+func (s *Session) upgrade(in []byte) int {
+	cfg := s.loop.Config
+	var req codec.Request
+	n, err := codec.ParseRequest(in, int(s.scanned), &req, codec.ParseOptions{Compression: cfg.Compression})
+	if err != nil {
+		s.reject(statusOf(err), "")
+		return len(in)
+	}
+	if n == 0 {
+		s.scanned = uint16(min(len(in), codec.MaxHeaderBytes+4))
+		return 0
+	}
+	if !bytes.Equal(req.Method, []byte("GET")) {
+		s.reject(405, "")
+		return n
+	}
+	h, ok := cfg.Routes[string(req.Path)]
+	if !ok {
+		s.reject(404, "")
+		return n
+	}
+	if err := req.Check(); err != nil {
+		s.reject(statusOf(err), "")
+		return n
+	}
+	if !originAllowed(cfg.AllowedOrigins, req.Origin) {
+		s.reject(403, "origin not allowed")
+		return n
+	}
+	s.handler = h
+	if status, body := h.Authorize(s, &req); status != 0 {
+		s.reject(status, body)
+		return n
+	}
+	s.deflate = cfg.Compression && req.Deflate
+	s.dec.Compression = s.deflate
+	s.loop.out = codec.AppendAccept(s.loop.out, &req, s.deflate)
+	s.state = StateOpen
+	s.scanned = 0
+	s.loop.Stats.Upgrades.Add(1)
+	h.OnOpen(s)
+	return n
+}
+
+func (s *Session) reject(status int, body string) {
+	s.loop.out = codec.AppendHTTPError(s.loop.out, status, body)
+	s.loop.Stats.HandshakeRejects.Add(1)
+	s.state = StateClosed
+	s.reason = CloseHandshakeRejected
+}
+
+func statusOf(err error) int {
+	if he, ok := err.(*codec.HTTPError); ok {
+		return he.Status
+	}
+	return 400
+}
+
+// fail ends the session for a protocol violation: the close frame with the
+// violation's code goes out and the connection is dropped without waiting
+// for the peer's answer (RFC 6455 section 7.1.7).
+func (s *Session) fail(err error) {
+	s.loop.Stats.ProtocolErrors.Add(1)
+	if s.state == StateOpen {
+		s.loop.out = codec.AppendCloseFrame(s.loop.out, codec.CloseCode(err), "")
+	}
+	s.finish(CloseProtocolError)
+}
+
+// finish marks the session closed and tells the handler once.
+func (s *Session) finish(r CloseReason) {
+	if s.state == StateClosed {
+		return
+	}
+	wasOpen := s.state == StateOpen || s.state == StateClosing
+	s.state = StateClosed
+	if s.reason == 0 {
+		s.reason = r
+	}
+	s.dec.Reset()
+	if wasOpen && s.handler != nil {
+		s.handler.OnClose(s, s.reason)
+	}
+}
+
+// Send queues one message (compressed when permessage-deflate was negotiated
+// and the payload is at least the configured minimum size). It is a no-op
+// unless the session is open. The caller flushes.
+func (s *Session) Send(op ws.OpCode, payload []byte) {
+	if s.state != StateOpen {
+		return
+	}
+	cfg := s.loop.Config
+	s.loop.out = codec.AppendMessage(s.loop.out, op, payload, s.deflate, cfg.CompressionMinSize)
+	s.loop.Stats.MessagesOut.Add(1)
+}
+
+// SendFrame queues an already encoded frame, for example one publication
+// encoded once and written to many sessions. frame is copied; the caller
+// keeps ownership. The caller flushes.
+func (s *Session) SendFrame(frame []byte) {
+	if s.state != StateOpen {
+		return
+	}
+	s.loop.out = append(s.loop.out, frame...)
+	s.loop.Stats.MessagesOut.Add(1)
+}
+
+// Close starts the closing handshake with code and reason: the close frame
+// is queued, and the connection is dropped when the peer answers or after
+// the close timeout. A slow consumer is instead closed at once. The caller
+// flushes.
+func (s *Session) Close(r CloseReason, reason string) {
+	if s.state != StateOpen {
+		return
+	}
+	s.reason = r
+	s.loop.out = codec.AppendCloseFrame(s.loop.out, r.code(), reason)
+	s.state = StateClosing
+	s.lastSeen = time.Now().UnixNano()
+}
+
+// Flush writes what the session queued with one Write. It enforces the
+// write-buffer limit: when the bytes the connection already holds plus the
+// new ones exceed it, the queued bytes are dropped, a 1008 close frame is
+// attempted, the session is counted as a slow consumer and Flush returns
+// false: the engine must drop the connection.
+func (s *Session) Flush() (ok bool) {
+	l := s.loop
+	if len(l.out) == 0 {
+		return true
+	}
+	defer func() {
+		if cap(l.out) > scratchKeep {
+			l.out = nil
+		} else {
+			l.out = l.out[:0]
+		}
+	}()
+	if limit := l.Config.WriteBufferLimit; limit > 0 && s.conn.OutboundBuffered()+len(l.out) > limit {
+		l.Stats.SlowConsumers.Add(1)
+		s.reason = CloseSlowConsumer
+		var closeFrame [16]byte
+		_, _ = s.conn.Write(codec.AppendCloseFrame(closeFrame[:0], ws.StatusPolicyViolation, "slow consumer"))
+		s.finish(CloseSlowConsumer)
+		return false
+	}
+	n, err := s.conn.Write(l.out)
+	l.Stats.BytesOut.Add(int64(n))
+	return err == nil
+}
+
+// Tick enforces the session's deadlines; the engine calls it from a
+// periodic sweep on the session's loop. It sends a ping when the peer has
+// been silent for the ping interval and returns true when the connection
+// must be dropped: an upgrade not finished within the handshake timeout
+// (answered with 408), silence past the idle timeout (close 1001), or a
+// close frame the peer never answered.
+func (s *Session) Tick(now time.Time) (drop bool) {
+	cfg := s.loop.Config
+	silent := time.Duration(now.UnixNano() - s.lastSeen)
+	switch s.state {
+	case StateHandshake:
+		if cfg.HandshakeTimeout > 0 && silent >= cfg.HandshakeTimeout {
+			s.loop.Stats.HandshakeTimeouts.Add(1)
+			s.loop.out = codec.AppendHTTPError(s.loop.out, 408, "")
+			s.state = StateClosed
+			s.reason = CloseHandshakeTimeout
+			s.Flush()
+			return true
+		}
+	case StateOpen:
+		if cfg.IdleTimeout > 0 && silent >= cfg.IdleTimeout {
+			s.loop.Stats.IdleTimeouts.Add(1)
+			s.reason = CloseIdleTimeout
+			s.loop.out = codec.AppendCloseFrame(s.loop.out, ws.StatusGoingAway, "idle timeout")
+			s.Flush()
+			s.finish(CloseIdleTimeout)
+			return true
+		}
+		if cfg.PingInterval > 0 && silent >= cfg.PingInterval && !s.pingSent {
+			s.pingSent = true
+			s.loop.out = codec.AppendFrame(s.loop.out, ws.OpPing, nil)
+			return !s.Flush()
+		}
+	case StateClosing:
+		if silent >= cfg.CloseTimeout {
+			s.finish(CloseTimeout)
+			return true
+		}
+	case StateClosed:
+		return true
+	}
+	return false
+}
+
+// Closed tells the session its connection is gone (the engine calls it from
+// OnClose). It releases pooled buffers and tells the handler, once.
+func (s *Session) Closed() {
+	s.finish(ClosePeer)
+}
+
+func originAllowed(allowed []string, origin []byte) bool {
+	if len(allowed) == 0 {
+		return true
+	}
+	if len(origin) == 0 {
+		return true // not a browser; Origin is a browser's promise, not a credential
+	}
+	for _, a := range allowed {
+		if a == "*" || equalFoldString(origin, a) {
+			return true
+		}
+		if n := len(a); n > 0 && a[n-1] == '*' && len(origin) >= n-1 && equalFoldString(origin[:n-1], a[:n-1]) {
+			return true
+		}
+	}
+	return false
+}
+
+func equalFoldString(b []byte, s string) bool {
+	return len(b) == len(s) && bytes.EqualFold(b, []byte(s))
+}
