@@ -1,0 +1,62 @@
+# Herald. `make run` starts a server on the defaults; `make test` runs every
+# check CI runs. Nothing here needs more than Go; Node's `ws` package (for the
+# interop test) is installed from the npm registry when node is present.
+
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 30s
+BENCHTIME   ?= 1s
+BIN         := bin/herald
+PKGS        := ./...
+
+.PHONY: all build run test lint fmt vet staticcheck unit soak node-deps fuzz bench bench-peers clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/herald
+
+## run: a working server on the defaults (in-memory broker, /echo on, no auth, 127.0.0.1:8080)
+run: build
+	./$(BIN) serve -echo
+
+## test: formatting, vet, staticcheck, unit/integration tests under -race, then the soak pass
+test: lint node-deps unit soak
+
+lint: fmt vet staticcheck
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './node_modules/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+# Soak tests hold thousands of connections; they run without -race (whose
+# goroutine limit and overhead they would exceed) in a pass of their own.
+soak:
+	$(GO) test -count=1 -tags soak -timeout 15m -run 'Soak' ./soak/
+
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+		[ -d interop/node/node_modules ] || npm ci --prefix interop/node --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the Node interop test will skip (CI requires it)"; fi
+
+## fuzz: every fuzz target for FUZZTIME each
+fuzz:
+	@for t in $$($(GO) test -list '^Fuzz' ./codec/ | grep '^Fuzz'); do \
+		echo "== $$t"; $(GO) test ./codec/ -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
+
+## bench: codec and fan-out micro-benchmarks
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./codec/ ./session/ ./engine/
+
+clean:
+	rm -rf bin benchmarks/out
