@@ -1,6 +1,7 @@
 // Command herald is the Herald push server and its tools.
 //
 //	herald serve [flags]     run the server
+//	herald loadtest [flags]  drive load at a server and measure it
 //	herald version           print the version
 //
 // Every flag also reads an environment variable: -max-conns reads
@@ -25,6 +26,8 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "serve":
 		os.Exit(runServe(args))
+	case "loadtest":
+		os.Exit(runLoadtest(args))
 	case "version", "-version", "--version":
 		fmt.Println("herald", versionString(), runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH)
 	case "help", "-h", "-help", "--help":
@@ -41,6 +44,7 @@ func usage() {
 
 commands:
   serve     run the WebSocket push server (herald serve -h lists its flags)
+  loadtest  drive load at a WebSocket server and measure it (herald loadtest -h)
   version   print the version
 `)
 }

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func parseServe(t *testing.T, args []string) (*serveOptions, error) {
+	t.Helper()
+	fs, o := newServeFlags()
+	fs.SetOutput(io.Discard)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	return o, o.validate()
+}
+
+func TestServeDefaults(t *testing.T) {
+	o, err := parseServe(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.addr != "127.0.0.1:8080" || o.maxMessageSize != 1<<20 || o.writeBufferLimit != 1<<20 ||
+		o.handshakeTimeout != 5*time.Second || o.idleTimeout != time.Minute || o.pingInterval != 25*time.Second ||
+		o.echo || o.compression || !o.tcpNoDelay || o.logLevel != slog.LevelInfo {
+		t.Fatalf("unexpected defaults: %+v", o)
+	}
+}
+
+func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
+	env := map[string]string{
+		"HERALD_ADDR":                 "127.0.0.1:9999",
+		"HERALD_LOOPS":                "3",
+		"HERALD_MAX_CONNS":            "42",
+		"HERALD_MAX_MESSAGE_SIZE":     "64KiB",
+		"HERALD_HANDSHAKE_TIMEOUT":    "2s",
+		"HERALD_IDLE_TIMEOUT":         "90s",
+		"HERALD_PING_INTERVAL":        "10s",
+		"HERALD_WRITE_BUFFER_LIMIT":   "2MiB",
+		"HERALD_COMPRESSION":          "true",
+		"HERALD_COMPRESSION_MIN_SIZE": "128",
+		"HERALD_ALLOWED_ORIGINS":      "https://a.example, https://*.b.example",
+		"HERALD_ECHO":                 "true",
+		"HERALD_TCP_NODELAY":          "false",
+		"HERALD_REUSEPORT":            "true",
+		"HERALD_LOG_LEVEL":            "debug",
+		"HERALD_SHUTDOWN_GRACE":       "7s",
+	}
+	fs, _ := newServeFlags()
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := env[envName(f.Name)]; !ok {
+			t.Errorf("flag -%s has no case in this test", f.Name)
+		}
+	})
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	o, err := parseServe(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.addr != "127.0.0.1:9999" || o.loops != 3 || o.maxConns != 42 || o.maxMessageSize != 64<<10 ||
+		o.handshakeTimeout != 2*time.Second || o.idleTimeout != 90*time.Second || o.pingInterval != 10*time.Second ||
+		o.writeBufferLimit != 2<<20 || !o.compression || o.compressionMinSize != 128 ||
+		strings.Join(o.allowedOrigins, "|") != "https://a.example|https://*.b.example" || !o.echo ||
+		o.tcpNoDelay || !o.reusePort || o.logLevel != slog.LevelDebug || o.shutdownGrace != 7*time.Second {
+		t.Fatalf("environment not applied: %+v", o)
+	}
+	// The command line wins over the environment.
+	o, err = parseServe(t, []string{"-max-conns", "7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.maxConns != 7 {
+		t.Fatalf("max-conns = %d, want the flag's 7", o.maxConns)
+	}
+}
+
+func TestBadValuesExit2(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  map[string]string
+	}{
+		{args: []string{"-max-conns", "many"}},
+		{args: []string{"-handshake-timeout", "0s"}},
+		{args: []string{"-max-message-size", "-5"}},
+		{args: []string{"-ping-interval", "2m", "-idle-timeout", "1m"}},
+		{args: []string{"-log-level", "loud"}},
+		{args: []string{"stray"}},
+		{env: map[string]string{"HERALD_MAX_CONNS": "lots"}},
+		{env: map[string]string{"HERALD_WRITE_BUFFER_LIMIT": "1.5MiB"}},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " ")+fmtEnv(c.env), func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			if code := runServe(c.args); code != 2 {
+				t.Fatalf("exit code %d, want 2", code)
+			}
+		})
+	}
+}
+
+func fmtEnv(env map[string]string) string {
+	var b strings.Builder
+	for k, v := range env {
+		b.WriteString(k + "=" + v)
+	}
+	return b.String()
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"1048576": 1 << 20, "1MiB": 1 << 20, "64k": 64 << 10, "1MB": 1_000_000, "512": 512, "2 KiB": 2048} {
+		var b byteSize
+		if err := b.Set(in); err != nil || int64(b) != want {
+			t.Errorf("Set(%q) = %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "x", "1.5MiB", "-1", "10XB"} {
+		var b byteSize
+		if err := b.Set(in); err == nil {
+			t.Errorf("Set(%q) accepted", in)
+		}
+	}
+}

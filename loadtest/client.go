@@ -1,0 +1,146 @@
+package loadtest
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// conn is one client WebSocket connection. Its methods are not safe for
+// concurrent use except that one goroutine may read while another writes.
+type conn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+// dial opens a TCP connection from src (nil: any) to u and performs the
+// upgrade. The handshake is written by hand so that the generator's cost per
+// connection stays small and visible.
+func dial(u *url.URL, src net.IP, timeout time.Duration) (*conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	if src != nil {
+		d.LocalAddr = &net.TCPAddr{IP: src}
+	}
+	nc, err := d.Dial("tcp", u.Host)
+	if err != nil {
+		return nil, err
+	}
+	var key [16]byte
+	_, _ = rand.Read(key[:])
+	k := base64.StdEncoding.EncodeToString(key[:])
+	path := u.RequestURI()
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + k + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	_ = nc.SetDeadline(time.Now().Add(timeout))
+	if _, err := io.WriteString(nc, req); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	br := bufio.NewReaderSize(nc, 4096)
+	status, err := br.ReadSlice('\n')
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if !bytes.HasPrefix(status, []byte("HTTP/1.1 101")) {
+		nc.Close()
+		return nil, fmt.Errorf("upgrade refused: %q", bytes.TrimSpace(status))
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			break
+		}
+	}
+	_ = nc.SetDeadline(time.Time{})
+	c := &conn{Conn: nc}
+	if br.Buffered() > 0 {
+		c.br = br
+	} else {
+		// Drop the 4 KiB reader: a held idle connection should cost the
+		// generator as little as possible. readFrame re-creates it.
+		c.br = nil
+	}
+	return c, nil
+}
+
+// appendClientFrame appends a masked client frame to dst.
+func appendClientFrame(dst []byte, op ws.OpCode, payload []byte) []byte {
+	b0 := 0x80 | byte(op)
+	n := len(payload)
+	switch {
+	case n < 126:
+		dst = append(dst, b0, 0x80|byte(n))
+	case n <= 0xffff:
+		dst = append(dst, b0, 0x80|126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, b0, 0x80|127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	var mask [4]byte
+	_, _ = rand.Read(mask[:])
+	dst = append(dst, mask[:]...)
+	start := len(dst)
+	dst = append(dst, payload...)
+	ws.Cipher(dst[start:], mask, 0)
+	return dst
+}
+
+// frame is a server frame read by readFrame; Payload aliases buf.
+type frame struct {
+	OpCode  ws.OpCode
+	Fin     bool
+	Payload []byte
+}
+
+var errMaskedServerFrame = errors.New("loadtest: server sent a masked frame")
+
+// readFrame reads one server frame into buf (grown as needed).
+func (c *conn) readFrame(buf []byte) (frame, []byte, error) {
+	if c.br == nil {
+		c.br = bufio.NewReaderSize(c.Conn, 4096)
+	}
+	var hdr [10]byte
+	if _, err := io.ReadFull(c.br, hdr[:2]); err != nil {
+		return frame{}, buf, err
+	}
+	f := frame{OpCode: ws.OpCode(hdr[0] & 0x0f), Fin: hdr[0]&0x80 != 0}
+	if hdr[1]&0x80 != 0 {
+		return f, buf, errMaskedServerFrame
+	}
+	n := int(hdr[1] & 0x7f)
+	switch n {
+	case 126:
+		if _, err := io.ReadFull(c.br, hdr[2:4]); err != nil {
+			return f, buf, err
+		}
+		n = int(binary.BigEndian.Uint16(hdr[2:4]))
+	case 127:
+		if _, err := io.ReadFull(c.br, hdr[2:10]); err != nil {
+			return f, buf, err
+		}
+		n = int(binary.BigEndian.Uint64(hdr[2:10]))
+	}
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(c.br, buf); err != nil {
+		return f, buf, err
+	}
+	f.Payload = buf
+	return f, buf, nil
+}

@@ -1,0 +1,97 @@
+package loadtest
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Percentiles summarises a latency histogram, in microseconds.
+type Percentiles struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50_us"`
+	P90   float64 `json:"p90_us"`
+	P99   float64 `json:"p99_us"`
+	P999  float64 `json:"p999_us"`
+	Max   float64 `json:"max_us"`
+	Mean  float64 `json:"mean_us"`
+}
+
+// newHistogram records 1 µs to 5 min with 3 significant digits.
+func newHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, int64(5*time.Minute/time.Microsecond), 3)
+}
+
+func summarise(h *hdrhistogram.Histogram) Percentiles {
+	return Percentiles{
+		Count: h.TotalCount(),
+		P50:   float64(h.ValueAtQuantile(50)),
+		P90:   float64(h.ValueAtQuantile(90)),
+		P99:   float64(h.ValueAtQuantile(99)),
+		P999:  float64(h.ValueAtQuantile(99.9)),
+		Max:   float64(h.Max()),
+		Mean:  h.Mean(),
+	}
+}
+
+// ServerUsage is what sampling the server process showed.
+type ServerUsage struct {
+	PID            int     `json:"pid"`
+	RSSBefore      int64   `json:"rss_before_bytes"`
+	RSSAfter       int64   `json:"rss_after_bytes"`
+	RSSPerConn     float64 `json:"rss_per_conn_bytes,omitempty"`
+	CPUSeconds     float64 `json:"cpu_seconds"`
+	CPUPerMessage  float64 `json:"cpu_per_message_us,omitempty"`
+	CPUUtilisation float64 `json:"cpu_utilisation"` // cores busy on average
+}
+
+// Result is every figure of a run; it is what -out writes as JSON.
+type Result struct {
+	Scenario    string       `json:"scenario"`
+	URL         string       `json:"url"`
+	Conns       int          `json:"conns"`
+	Opened      int          `json:"opened"`
+	Failures    int          `json:"failures"`
+	Errors      []string     `json:"errors,omitempty"` // first few distinct failures
+	ConnectRate float64      `json:"connect_rate_per_s"`
+	Connect     Percentiles  `json:"connect_latency"`
+	Messages    int64        `json:"messages,omitempty"`
+	MsgsPerSec  float64      `json:"msgs_per_s,omitempty"`
+	RTT         *Percentiles `json:"rtt,omitempty"`
+	Seconds     float64      `json:"seconds"`
+	Server      *ServerUsage `json:"server,omitempty"`
+}
+
+// WriteTable prints r as a human-readable table.
+func (r *Result) WriteTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "scenario\t%s\t%s\n", r.Scenario, r.URL)
+	fmt.Fprintf(tw, "connections\t%d opened of %d, %d failed\n", r.Opened, r.Conns, r.Failures)
+	fmt.Fprintf(tw, "connect rate\t%.0f/s\n", r.ConnectRate)
+	fmt.Fprintf(tw, "connect time\tp50 %s  p99 %s  max %s\n", us(r.Connect.P50), us(r.Connect.P99), us(r.Connect.Max))
+	if r.RTT != nil {
+		fmt.Fprintf(tw, "messages\t%d (%.0f/s)\n", r.Messages, r.MsgsPerSec)
+		fmt.Fprintf(tw, "round trip\tp50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", us(r.RTT.P50), us(r.RTT.P90), us(r.RTT.P99), us(r.RTT.P999), us(r.RTT.Max))
+	}
+	if s := r.Server; s != nil {
+		fmt.Fprintf(tw, "server rss\t%.1f MiB -> %.1f MiB\n", float64(s.RSSBefore)/(1<<20), float64(s.RSSAfter)/(1<<20))
+		if s.RSSPerConn > 0 {
+			fmt.Fprintf(tw, "server rss/conn\t%.0f B\n", s.RSSPerConn)
+		}
+		fmt.Fprintf(tw, "server cpu\t%.2f s (%.2f cores)\n", s.CPUSeconds, s.CPUUtilisation)
+		if s.CPUPerMessage > 0 {
+			fmt.Fprintf(tw, "server cpu/msg\t%.2f µs\n", s.CPUPerMessage)
+		}
+	}
+	for _, e := range r.Errors {
+		fmt.Fprintf(tw, "error\t%s\n", e)
+	}
+	_ = tw.Flush()
+}
+
+func us(v float64) string {
+	return time.Duration(v * float64(time.Microsecond)).Round(time.Microsecond).String()
+}
