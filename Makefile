@@ -6,6 +6,7 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 30s
 BENCHTIME   ?= 1s
+REPEATS     ?= 3
 BIN         := bin/herald
 PKGS        := ./...
 
@@ -60,3 +61,7 @@ bench:
 
 clean:
 	rm -rf bin benchmarks/out
+
+## bench-peers: Herald against nbio, gorilla, coder and gobwas through the same loadtest scenarios; rewrites benchmarks/RESULTS.md
+bench-peers:
+	$(GO) run ./benchmarks/peerbench -repeats $(REPEATS)

@@ -49,7 +49,16 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 // byteSize is a flag value that accepts 1048576, 1024KiB, 1MiB, 1MB or 64k.
 type byteSize int64
 
-func (b *byteSize) String() string { return fmt.Sprint(int64(*b)) }
+func (b *byteSize) String() string {
+	switch n := int64(*b); {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	default:
+		return fmt.Sprint(n)
+	}
+}
 
 func (b *byteSize) Set(s string) error {
 	t := strings.TrimSpace(strings.ToLower(s))

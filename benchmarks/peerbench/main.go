@@ -1,0 +1,302 @@
+// Command peerbench runs Herald and its peers (nbio, gorilla/websocket,
+// coder/websocket, gobwas/ws), one server at a time, through the same
+// loadtest scenarios, repeats every measurement, and writes the medians
+// and ratios to benchmarks/RESULTS.md. `make bench-peers` runs it.
+//
+// Each measurement starts a fresh server process, so one scenario's garbage
+// never counts against the next, and the repeats are interleaved across
+// servers so that a noisy moment on a shared machine hits all of them.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/herald-ws/herald/loadtest"
+)
+
+// server is one implementation under test.
+type server struct {
+	Name string
+	Bin  string
+	Args func(addr string) []string
+	Path string
+}
+
+// scenario is one measurement and how to read its figure of merit.
+type scenario struct {
+	Name   string
+	Config loadtest.Config
+	Metric string // key in the metrics map
+	Unit   string
+	Lower  bool // lower is better
+}
+
+type measurement map[string]float64
+
+func main() {
+	var (
+		repeats = flag.Int("repeats", 3, "repeats of every measurement; medians are reported")
+		outDir  = flag.String("out", "benchmarks/out", "directory for binaries and raw JSON results")
+		results = flag.String("results", "benchmarks/RESULTS.md", "markdown report to write")
+		only    = flag.String("servers", "herald,nbio,gorilla,coder,gobwas", "servers to run")
+		scen    = flag.String("scenarios", "", "comma-separated scenario names to run (default all)")
+		srcIPs  = flag.String("source-ips", "127.0.0.2-127.0.0.254", "client source addresses")
+	)
+	flag.Parse()
+	log.SetFlags(log.Ltime)
+	bin := filepath.Join(*outDir, "bin")
+	must(os.MkdirAll(bin, 0o755))
+	build(bin)
+	ips, err := loadtest.ParseIPRange(*srcIPs)
+	must(err)
+
+	all := []server{
+		{"herald", filepath.Join(bin, "herald"), func(a string) []string {
+			return []string{"serve", "-echo", "-addr", a, "-log-level", "warn", "-ping-interval", "0", "-idle-timeout", "0", "-max-message-size", "16MiB"}
+		}, "/echo"},
+		{"nbio", filepath.Join(bin, "nbio"), peerArgs, "/ws"},
+		{"gorilla", filepath.Join(bin, "gorilla"), peerArgs, "/ws"},
+		{"coder", filepath.Join(bin, "coder"), peerArgs, "/ws"},
+		{"gobwas", filepath.Join(bin, "gobwas"), peerArgs, "/ws"},
+	}
+	var servers []server
+	for _, s := range all {
+		if strings.Contains(","+*only+",", ","+s.Name+",") {
+			servers = append(servers, s)
+		}
+	}
+	scenarios := []scenario{
+		{Name: "idle-10k", Config: loadtest.Config{Scenario: "connect", Conns: 10000, Duration: 4 * time.Second, Settle: 3 * time.Second}, Metric: "rss_per_conn", Unit: "B", Lower: true},
+		{Name: "idle-19k", Config: loadtest.Config{Scenario: "connect", Conns: 19000, Duration: 4 * time.Second, Settle: 3 * time.Second}, Metric: "rss_per_conn", Unit: "B", Lower: true},
+		{Name: "echo-100x64B", Config: loadtest.Config{Scenario: "echo", Conns: 100, Size: 64, InFlight: 8, Duration: 5 * time.Second}, Metric: "cpu_per_msg", Unit: "µs", Lower: true},
+	}
+	if *scen != "" {
+		var keep []scenario
+		for _, s := range scenarios {
+			if strings.Contains(","+*scen+",", ","+s.Name+",") {
+				keep = append(keep, s)
+			}
+		}
+		scenarios = keep
+	}
+
+	data := map[string]map[string][]measurement{} // scenario -> server -> repeats
+	for rep := 1; rep <= *repeats; rep++ {
+		for _, sc := range scenarios {
+			for _, s := range servers {
+				m, err := measure(s, sc, ips, *outDir, rep)
+				if err != nil {
+					log.Printf("%s %s #%d: %v", sc.Name, s.Name, rep, err)
+					continue
+				}
+				log.Printf("%s %s #%d: %s=%.2f", sc.Name, s.Name, rep, sc.Metric, m[sc.Metric])
+				if data[sc.Name] == nil {
+					data[sc.Name] = map[string][]measurement{}
+				}
+				data[sc.Name][s.Name] = append(data[sc.Name][s.Name], m)
+			}
+		}
+	}
+	report := render(servers, scenarios, data, *repeats)
+	must(os.WriteFile(*results, []byte(report), 0o644))
+	log.Printf("wrote %s", *results)
+}
+
+func peerArgs(addr string) []string { return []string{"-addr", addr} }
+
+func build(bin string) {
+	abs, err := filepath.Abs(bin)
+	must(err)
+	run(".", "go", "build", "-o", filepath.Join(abs, "herald"), "./cmd/herald")
+	for _, p := range []string{"nbio", "gorilla", "coder", "gobwas"} {
+		run("benchmarks/peers", "go", "build", "-o", filepath.Join(abs, p), "./"+p)
+	}
+}
+
+func run(dir, name string, args ...string) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		log.Fatalf("%s %v: %v", name, args, err)
+	}
+}
+
+// measure starts s, runs sc against it and stops it.
+func measure(s server, sc scenario, ips []net.IP, outDir string, rep int) (measurement, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(s.Bin, s.Args(addr)...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+	}()
+	if err := waitListening(addr, 10*time.Second); err != nil {
+		return nil, err
+	}
+	time.Sleep(300 * time.Millisecond) // let the runtime finish starting before the baseline sample
+	cfg := sc.Config
+	cfg.URL = "ws://" + addr + s.Path
+	cfg.ServerPID = cmd.Process.Pid
+	cfg.SourceIPs = ips
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := loadtest.Run(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := json.MarshalIndent(res, "", "  ")
+	_ = os.WriteFile(filepath.Join(outDir, fmt.Sprintf("%s-%s-%d.json", sc.Name, s.Name, rep)), raw, 0o644)
+	if res.Failures > 0 || len(res.Errors) > 0 {
+		return nil, fmt.Errorf("%d failures: %v", res.Failures, res.Errors)
+	}
+	m := measurement{"connect_rate": res.ConnectRate}
+	if res.Server != nil {
+		m["rss_per_conn"] = res.Server.RSSPerConn
+		m["cpu_per_msg"] = res.Server.CPUPerMessage
+	}
+	if res.RTT != nil {
+		m["msgs_per_s"] = res.MsgsPerSec
+		m["rtt_p50_ms"] = res.RTT.P50 / 1000
+		m["rtt_p99_ms"] = res.RTT.P99 / 1000
+	}
+	return m, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func waitListening(addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("server not listening on %s after %v", addr, within)
+}
+
+func median(ms []measurement, key string) (float64, bool) {
+	var v []float64
+	for _, m := range ms {
+		if x, ok := m[key]; ok {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		return 0, false
+	}
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2], true
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2, true
+}
+
+func render(servers []server, scenarios []scenario, data map[string]map[string][]measurement, repeats int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Benchmark results\n\nGenerated by `make bench-peers` (benchmarks/peerbench); do not edit by hand.\n\n")
+	fmt.Fprintf(&b, "- Date: %s\n- Machine: %s\n- Go: %s\n- Repeats: %d per measurement, interleaved across servers; figures are medians, ratios are the peer's median over Herald's from the same run.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), machine(), goVersion(), repeats)
+	fmt.Fprintf(&b, "Load generator and servers share the machine; server figures come from /proc/PID (RSS, utime+stime), so loopback kernel work done in the server's context is included.\n\n")
+	for _, sc := range scenarios {
+		fmt.Fprintf(&b, "## %s\n\n%s\n\n", sc.Name, describe(sc))
+		fmt.Fprintf(&b, "| server | %s (%s) | vs Herald | other medians |\n|---|---:|---:|---|\n", sc.Metric, sc.Unit)
+		base, haveBase := median(data[sc.Name]["herald"], sc.Metric)
+		for _, s := range servers {
+			ms := data[sc.Name][s.Name]
+			v, ok := median(ms, sc.Metric)
+			if !ok {
+				fmt.Fprintf(&b, "| %s | failed | | |\n", s.Name)
+				continue
+			}
+			ratio := ""
+			if haveBase && base > 0 {
+				ratio = fmt.Sprintf("%.2fx", v/base)
+			}
+			var extra []string
+			for _, k := range []string{"connect_rate", "msgs_per_s", "rtt_p50_ms", "rtt_p99_ms"} {
+				if x, ok := median(ms, k); ok && x > 0 {
+					extra = append(extra, fmt.Sprintf("%s %.1f", k, x))
+				}
+			}
+			fmt.Fprintf(&b, "| %s | %.2f | %s | %s |\n", s.Name, v, ratio, strings.Join(extra, ", "))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func describe(sc scenario) string {
+	c := sc.Config
+	switch c.Scenario {
+	case "connect":
+		return fmt.Sprintf("%d idle connections held; server RSS after %v of settling minus RSS before, divided by connections.", c.Conns, c.Settle)
+	case "echo":
+		return fmt.Sprintf("%d connections, %d-byte binary messages, %d in flight per connection, %v; server CPU time divided by echoed messages.", c.Conns, c.Size, c.InFlight, c.Duration)
+	}
+	return ""
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				if _, v, ok := strings.Cut(line, ":"); ok {
+					model = strings.TrimSpace(v)
+					break
+				}
+			}
+		}
+	}
+	var u syscall.Utsname
+	kernel := ""
+	if syscall.Uname(&u) == nil {
+		kernel = utsString(u.Release[:])
+	}
+	return fmt.Sprintf("%d cores (%s), %s RAM, Linux %s", numCPU(), model, memTotal(), kernel)
+}
+
+func utsString(a []int8) string {
+	var s []byte
+	for _, c := range a {
+		if c == 0 {
+			break
+		}
+		s = append(s, byte(c))
+	}
+	return string(s)
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
