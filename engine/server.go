@@ -180,7 +180,13 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l = s.loops[el]; l == nil {
-		l = &loop{el: el, state: session.NewLoop(&s.cfg.Session, &s.stats)}
+		l = &loop{el: el}
+		l.state = session.NewLoop(&s.cfg.Session, &s.stats, func(f func()) error {
+			return el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+				f()
+				return nil
+			}))
+		})
 		s.loops[el] = l
 	}
 	return l

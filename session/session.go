@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
 
 	"github.com/herald-ws/herald/codec"
 )
@@ -14,11 +15,17 @@ import (
 type Conn interface {
 	// Peek returns the buffered inbound bytes; n <= 0 means all of them.
 	Peek(n int) ([]byte, error)
+	// Discard drops the first n buffered bytes; like gnet's, it may treat
+	// n <= 0 as all of them, so callers pass only n > 0.
 	Discard(n int) (int, error)
 	Write(p []byte) (int, error)
 	// OutboundBuffered is how many bytes the connection holds that the
 	// kernel has not yet accepted.
 	OutboundBuffered() int
+	// Close closes the connection asynchronously; safe from any goroutine.
+	Close() error
+	// Fd is the socket, for shutdown(2) of the write side.
+	Fd() int
 }
 
 // Handler is the application behind a route. Its methods run on the
@@ -61,15 +68,27 @@ const (
 )
 
 // Loop is the state shared by the sessions of one event loop: their scratch
-// output buffer and counters. Only that loop's goroutine touches it.
+// output buffer and counters. Only that loop's goroutine touches it, except
+// Exec, which any goroutine may call.
 type Loop struct {
 	Config *Config
 	Stats  *Stats
-	out    []byte // frames queued by the session being served, written by Flush
+	// App is the application's per-loop state (the hub's subscription
+	// index); only the loop's goroutine touches it.
+	App  any
+	exec func(func()) error
+	out  []byte // frames queued by the session being served, written by Flush
 }
 
-// NewLoop returns the shared state for one event loop.
-func NewLoop(cfg *Config, stats *Stats) *Loop { return &Loop{Config: cfg, Stats: stats} }
+// NewLoop returns the shared state for one event loop. exec must run a
+// function on that loop's goroutine, later and without blocking the caller.
+func NewLoop(cfg *Config, stats *Stats, exec func(func()) error) *Loop {
+	return &Loop{Config: cfg, Stats: stats, exec: exec}
+}
+
+// Exec runs f on the loop's goroutine. It is safe for concurrent use and
+// fails once the engine is shutting down.
+func (l *Loop) Exec(f func()) error { return l.exec(f) }
 
 // scratchKeep bounds the scratch buffer a loop keeps between flushes, so one
 // large echo does not pin megabytes for the loop's lifetime.
@@ -92,6 +111,9 @@ type Session struct {
 	reason   CloseReason
 	deflate  bool // permessage-deflate negotiated
 	pingSent bool // a ping is outstanding since the last inbound bytes
+	opened   bool // reached StateOpen, so the handler must hear OnClose
+	draining bool // failed for a violation: discard input until the peer closes
+	finSent  bool // write side shut down after the lingering close frame
 }
 
 // Init prepares s for a newly accepted connection.
@@ -99,6 +121,10 @@ func (s *Session) Init(c Conn, l *Loop, now time.Time) {
 	*s = Session{conn: c, loop: l, lastSeen: now.UnixNano()}
 	s.dec.MaxMessageSize = l.Config.MaxMessageSize
 }
+
+// Loop returns the event loop state the session belongs to; use its Exec to
+// get back onto the session's goroutine from elsewhere.
+func (s *Session) Loop() *Loop { return s.loop }
 
 // State reports the session's state.
 func (s *Session) State() State { return s.state }
@@ -120,6 +146,11 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 		return s.state == StateClosed
 	}
 	s.loop.Stats.BytesIn.Add(int64(len(in)))
+	if s.draining {
+		_, _ = s.conn.Discard(len(in))
+		s.shutdownWrite()
+		return false
+	}
 	if s.state != StateClosing {
 		s.lastSeen = now.UnixNano()
 	}
@@ -152,10 +183,15 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 	if messages > 0 {
 		s.loop.Stats.MessagesIn.Add(messages)
 	}
-	if s.state == StateClosed {
-		consumed = len(in) // whatever follows a close is never read
+	if s.state == StateClosed || s.draining {
+		consumed = len(in) // whatever follows a close or a violation is never read
 	}
-	_, _ = s.conn.Discard(consumed)
+	// gnet's Discard treats n <= 0 as "discard everything", so a read that
+	// completed nothing (a partial frame header, say) must not call it, or
+	// the buffered prefix is lost and the next bytes are misparsed.
+	if consumed > 0 {
+		_, _ = s.conn.Discard(consumed)
+	}
 	return !s.Flush() || s.state == StateClosed
 }
 
@@ -247,28 +283,57 @@ func statusOf(err error) int {
 // fail ends the session for a protocol violation: the close frame with the
 // violation's code goes out and the connection is dropped without waiting
 // for the peer's answer (RFC 6455 section 7.1.7).
+//
+// Dropping it at once would make the kernel answer the rest of an oversized
+// message with a reset, and clients that fail their write (coder/websocket,
+// gorilla on large messages) would never read the close code. So the
+// session lingers instead: the close frame is followed by a FIN
+// (shutdown of the write side) as soon as it has left the user-space
+// buffer, everything the peer still sends is read and thrown away, and the
+// connection is dropped when the peer closes or the close timeout passes.
 func (s *Session) fail(err error) {
 	s.loop.Stats.ProtocolErrors.Add(1)
+	if s.state != StateOpen && s.state != StateClosing {
+		s.finish(CloseProtocolError)
+		return
+	}
 	if s.state == StateOpen {
 		s.loop.out = codec.AppendCloseFrame(s.loop.out, codec.CloseCode(err), "")
 	}
-	s.finish(CloseProtocolError)
+	s.opened = true
+	s.reason = CloseProtocolError
+	s.state = StateClosing
+	s.draining = true
+	s.lastSeen = time.Now().UnixNano()
+	s.dec.Reset()
 }
 
-// finish marks the session closed and tells the handler once.
+// shutdownWrite sends FIN once the lingering close frame has left the
+// user-space buffer.
+func (s *Session) shutdownWrite() {
+	if s.finSent || s.conn.OutboundBuffered() > 0 {
+		return
+	}
+	s.finSent = true
+	_ = unix.Shutdown(s.conn.Fd(), unix.SHUT_WR)
+}
+
+// finish marks the session closed. The handler hears of it only from
+// Closed, when the engine has dropped the connection, so that OnClose never
+// runs in the middle of a handler's own iteration (a fan-out that hits a
+// slow consumer, say).
 func (s *Session) finish(r CloseReason) {
 	if s.state == StateClosed {
 		return
 	}
-	wasOpen := s.state == StateOpen || s.state == StateClosing
+	if s.state == StateOpen || s.state == StateClosing {
+		s.opened = true
+	}
 	s.state = StateClosed
 	if s.reason == 0 {
 		s.reason = r
 	}
 	s.dec.Reset()
-	if wasOpen && s.handler != nil {
-		s.handler.OnClose(s, s.reason)
-	}
 }
 
 // Send queues one message (compressed when permessage-deflate was negotiated
@@ -372,6 +437,9 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 			return !s.Flush()
 		}
 	case StateClosing:
+		if s.draining {
+			s.shutdownWrite()
+		}
 		if silent >= cfg.CloseTimeout {
 			s.finish(CloseTimeout)
 			return true
@@ -383,9 +451,22 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 }
 
 // Closed tells the session its connection is gone (the engine calls it from
-// OnClose). It releases pooled buffers and tells the handler, once.
+// OnClose). It releases pooled buffers and, if the session was ever open,
+// tells the handler, once.
 func (s *Session) Closed() {
 	s.finish(ClosePeer)
+	if s.opened && s.handler != nil {
+		h := s.handler
+		s.handler = nil
+		h.OnClose(s, s.reason)
+	}
+}
+
+// Abort drops the connection without a close frame, for a handler that
+// found it cannot be served (Flush returned false). Safe on the loop.
+func (s *Session) Abort() {
+	s.finish(ClosePolicy)
+	_ = s.conn.Close()
 }
 
 func originAllowed(allowed []string, origin []byte) bool {
