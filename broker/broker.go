@@ -1,0 +1,61 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Publication is one message published to a channel.
+type Publication struct {
+	Channel string
+	Offset  uint64
+	Data    []byte // raw JSON value; immutable
+	Time    time.Time
+}
+
+// Recovery is what a Broker knows of a channel for a subscribe.
+type Recovery struct {
+	// Top is the channel's latest offset: the offset of its last
+	// publication, or the channel's starting point if it has none.
+	Top uint64
+	// Publications are those with offsets after the requested one, oldest
+	// first (only when history was requested).
+	Publications []Publication
+	// Recovered is false when the history no longer reaches back to the
+	// requested offset, so the client has missed messages.
+	Recovered bool
+}
+
+// DeliverFunc receives every publication on channels this node subscribed
+// to, in offset order per channel. It must not block.
+type DeliverFunc func(Publication)
+
+// Broker moves publications between publishers and the delivery path. All
+// methods are safe for concurrent use.
+type Broker interface {
+	// Start begins delivering to deliver. It is called once, before any
+	// other method.
+	Start(deliver DeliverFunc) error
+	// Publish appends data to channel, delivers it to every interested node
+	// and returns its offset.
+	Publish(ctx context.Context, channel string, data []byte) (uint64, error)
+	// Subscribe and Unsubscribe set this node's interest in channel; the
+	// hub calls them when its first local subscriber arrives and when its
+	// last one leaves.
+	Subscribe(channel string) error
+	Unsubscribe(channel string) error
+	// Recover returns the channel's top offset and, when history is true,
+	// the publications after offset since.
+	Recover(ctx context.Context, channel string, since uint64, history bool) (Recovery, error)
+	// Ready reports whether the broker can accept publications now.
+	Ready() error
+	// Close stops delivery and releases resources.
+	Close() error
+}
+
+// Errors.
+var (
+	ErrUnavailable = errors.New("broker: unavailable")
+	ErrClosed      = errors.New("broker: closed")
+)

@@ -1,0 +1,405 @@
+package hub
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/herald-ws/herald/broker"
+	"github.com/herald-ws/herald/session"
+)
+
+// Config configures a Hub.
+type Config struct {
+	Broker broker.Broker
+	// Compression and CompressionMinSize mirror the server's
+	// permessage-deflate settings so the hub knows whether to build a
+	// compressed variant of each frame.
+	Compression        bool
+	CompressionMinSize int
+	// Workers run broker calls that may block (history, publish) off the
+	// event loops. Default 8.
+	Workers int
+	// MaxPending bounds the live publications held back for one recovering
+	// subscription; past it the subscriber is closed as a slow consumer.
+	// Default 10,000.
+	MaxPending int
+	Logger     *slog.Logger
+}
+
+// Hub routes publications to subscribed sessions.
+type Hub struct {
+	cfg    Config
+	broker broker.Broker
+	log    *slog.Logger
+
+	mu       sync.RWMutex // guards channels and each channel's loops
+	channels map[string]*channel
+
+	interestMu sync.Mutex // serialises broker Subscribe/Unsubscribe calls
+
+	subscriptions atomic.Int64
+	delivered     atomic.Int64 // frames written to subscribers
+	publications  atomic.Int64 // publications received from the broker
+
+	jobs    chan func()
+	stop    chan struct{}
+	workers sync.WaitGroup
+}
+
+// channel is the set of loops with at least one subscriber.
+type channel struct {
+	name     string
+	loops    []*loopIndex
+	wanted   bool // some loop has subscribers (guarded by Hub.mu)
+	inBroker bool // broker.Subscribe done (guarded by interestMu)
+}
+
+// loopIndex is one event loop's subscriptions. Only that loop touches it.
+type loopIndex struct {
+	loop *session.Loop
+	subs map[string]*subscriberList
+}
+
+type subscriberList struct {
+	list []*Subscription
+}
+
+// Subscription is one session's subscription to one channel. It is owned by
+// the session's loop.
+type Subscription struct {
+	Channel string
+	sess    *session.Session
+	idx     *loopIndex
+	slot    int32
+	last    uint64 // highest offset sent to the client
+	pending bool   // recovering: live publications are held in held
+	closed  bool
+	held    []broker.Publication
+}
+
+// Session returns the subscribed session.
+func (s *Subscription) Session() *session.Session { return s.sess }
+
+// New returns a hub delivering publications from cfg.Broker. Call Start.
+func New(cfg Config) *Hub {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 10_000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Hub{
+		cfg:      cfg,
+		broker:   cfg.Broker,
+		log:      cfg.Logger,
+		channels: map[string]*channel{},
+		jobs:     make(chan func(), 4096),
+		stop:     make(chan struct{}),
+	}
+}
+
+// Start starts the worker pool and the broker's delivery into the hub.
+func (h *Hub) Start() error {
+	for range h.cfg.Workers {
+		h.workers.Add(1)
+		go h.work()
+	}
+	return h.broker.Start(h.Deliver)
+}
+
+// Close stops the workers. The broker is closed by its owner.
+func (h *Hub) Close() {
+	close(h.stop)
+	h.workers.Wait()
+}
+
+func (h *Hub) work() {
+	defer h.workers.Done()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case job := <-h.jobs:
+			job()
+		}
+	}
+}
+
+// Go runs job on the worker pool; it never blocks the caller. When the
+// queue is full the job gets a goroutine of its own rather than stalling an
+// event loop.
+func (h *Hub) Go(job func()) {
+	select {
+	case h.jobs <- job:
+	default:
+		go job()
+	}
+}
+
+// Stats are the hub's counters.
+type Stats struct {
+	Channels      int
+	Subscriptions int64
+	Publications  int64
+	Delivered     int64
+}
+
+// Stats returns a snapshot of the hub's counters.
+func (h *Hub) Stats() Stats {
+	h.mu.RLock()
+	n := len(h.channels)
+	h.mu.RUnlock()
+	return Stats{Channels: n, Subscriptions: h.subscriptions.Load(), Publications: h.publications.Load(), Delivered: h.delivered.Load()}
+}
+
+func (h *Hub) loopIndexOf(s *session.Session) *loopIndex {
+	l := s.Loop()
+	if idx, ok := l.App.(*loopIndex); ok {
+		return idx
+	}
+	idx := &loopIndex{loop: l, subs: map[string]*subscriberList{}}
+	l.App = idx
+	return idx
+}
+
+// Deliver is the broker's callback: it encodes p once and gives each loop
+// with subscribers one task that writes it to all of them. It may run on
+// any goroutine and never blocks.
+func (h *Hub) Deliver(p broker.Publication) {
+	h.publications.Add(1)
+	var stack [16]*loopIndex
+	loops := stack[:0]
+	h.mu.RLock()
+	if ch := h.channels[p.Channel]; ch != nil {
+		loops = append(loops, ch.loops...)
+	}
+	h.mu.RUnlock()
+	if len(loops) == 0 {
+		return
+	}
+	f := encode(p, h.cfg.Compression, h.cfg.CompressionMinSize, len(loops))
+	for _, idx := range loops {
+		if err := idx.loop.Exec(func() {
+			h.deliverOnLoop(idx, p, f)
+			f.release()
+		}); err != nil {
+			f.release() // the loop is shutting down
+		}
+	}
+}
+
+// deliverOnLoop runs on idx's loop.
+func (h *Hub) deliverOnLoop(idx *loopIndex, p broker.Publication, f *sharedFrame) {
+	sl := idx.subs[p.Channel]
+	if sl == nil {
+		return
+	}
+	var sent int64
+	for _, sub := range sl.list {
+		if sub.pending {
+			if len(sub.held) >= h.cfg.MaxPending {
+				sub.sess.Abort()
+				continue
+			}
+			sub.held = append(sub.held, p)
+			continue
+		}
+		if p.Offset <= sub.last {
+			continue // already sent (history, or a publication that raced the subscribe)
+		}
+		sub.last = p.Offset
+		sub.sess.SendFrame(f.frameFor(sub.sess.Deflate()))
+		if !sub.sess.Flush() {
+			sub.sess.Abort()
+			continue
+		}
+		sent++
+	}
+	h.delivered.Add(sent)
+}
+
+// SubscribeResult is what a subscribe came to, handed to the ack callback
+// on the session's loop before any message of the channel is sent.
+type SubscribeResult struct {
+	Offset    uint64 // the channel's top offset at subscribe time
+	Recovered bool   // false when since reached back past the history
+	Err       error
+}
+
+// Subscribe subscribes s to channel. With since != nil the publications
+// after *since are replayed first. ack runs on s's loop once the
+// subscription is live (or failed); the hub then sends the replayed
+// publications and flushes. Must run on s's loop.
+func (h *Hub) Subscribe(s *session.Session, channelName string, since *uint64, ack func(SubscribeResult)) *Subscription {
+	idx := h.loopIndexOf(s)
+	sub := &Subscription{Channel: channelName, sess: s, idx: idx, pending: true}
+	sl := idx.subs[channelName]
+	if sl == nil {
+		sl = &subscriberList{}
+		idx.subs[channelName] = sl
+		h.addLoop(channelName, idx)
+	}
+	sub.slot = int32(len(sl.list))
+	sl.list = append(sl.list, sub)
+	h.subscriptions.Add(1)
+	if err := h.reconcile(channelName); err != nil {
+		h.Unsubscribe(sub)
+		ack(SubscribeResult{Err: err})
+		return nil
+	}
+	var from uint64
+	history := since != nil
+	if history {
+		from = *since
+	}
+	h.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		rec, err := h.broker.Recover(ctx, channelName, from, history)
+		_ = s.Loop().Exec(func() { h.finishSubscribe(sub, rec, err, history, ack) })
+	})
+	return sub
+}
+
+// finishSubscribe runs on the subscription's loop.
+func (h *Hub) finishSubscribe(sub *Subscription, rec broker.Recovery, err error, history bool, ack func(SubscribeResult)) {
+	if sub.closed {
+		return
+	}
+	s := sub.sess
+	if err != nil {
+		h.Unsubscribe(sub)
+		ack(SubscribeResult{Err: err})
+		s.Flush()
+		return
+	}
+	sub.pending = false
+	sub.last = rec.Top
+	ack(SubscribeResult{Offset: rec.Top, Recovered: !history || rec.Recovered})
+	var buf []byte
+	if history {
+		sub.last = 0
+		for _, p := range rec.Publications {
+			buf = h.sendOne(sub, p, buf)
+		}
+		if sub.last < rec.Top {
+			sub.last = rec.Top
+		}
+	}
+	for _, p := range sub.held {
+		buf = h.sendOne(sub, p, buf)
+	}
+	sub.held = nil
+	if !s.Flush() {
+		s.Abort()
+	}
+}
+
+func (h *Hub) sendOne(sub *Subscription, p broker.Publication, buf []byte) []byte {
+	if p.Offset <= sub.last {
+		return buf
+	}
+	sub.last = p.Offset
+	buf = AppendMessageJSON(buf[:0], p)
+	sub.sess.Send(1, buf) // ws.OpText
+	h.delivered.Add(1)
+	return buf
+}
+
+// Unsubscribe removes sub. Must run on its session's loop. It is a no-op
+// for a subscription already removed.
+func (h *Hub) Unsubscribe(sub *Subscription) {
+	if sub == nil || sub.closed {
+		return
+	}
+	sub.closed = true
+	sub.held = nil
+	idx := sub.idx
+	sl := idx.subs[sub.Channel]
+	last := len(sl.list) - 1
+	moved := sl.list[last]
+	sl.list[sub.slot] = moved
+	moved.slot = sub.slot
+	sl.list[last] = nil
+	sl.list = sl.list[:last]
+	h.subscriptions.Add(-1)
+	if len(sl.list) == 0 {
+		delete(idx.subs, sub.Channel)
+		h.removeLoop(sub.Channel, idx)
+		_ = h.reconcile(sub.Channel)
+	}
+}
+
+func (h *Hub) addLoop(name string, idx *loopIndex) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch := h.channels[name]
+	if ch == nil {
+		ch = &channel{name: name}
+		h.channels[name] = ch
+	}
+	ch.loops = append(ch.loops, idx)
+	ch.wanted = true
+}
+
+func (h *Hub) removeLoop(name string, idx *loopIndex) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch := h.channels[name]
+	if ch == nil {
+		return
+	}
+	for i, l := range ch.loops {
+		if l == idx {
+			ch.loops = append(ch.loops[:i], ch.loops[i+1:]...)
+			break
+		}
+	}
+	if len(ch.loops) == 0 {
+		ch.wanted = false
+		if !ch.inBroker {
+			delete(h.channels, name)
+		}
+	}
+}
+
+// reconcile brings the broker's interest in name in line with whether any
+// loop has subscribers. It takes interestMu, never Hub.mu while calling the
+// broker: the memory broker calls Deliver (which takes Hub.mu) while holding
+// its channel lock, and Subscribe takes that lock.
+func (h *Hub) reconcile(name string) error {
+	h.interestMu.Lock()
+	defer h.interestMu.Unlock()
+	h.mu.RLock()
+	ch := h.channels[name]
+	var wanted, in bool
+	if ch != nil {
+		wanted, in = ch.wanted, ch.inBroker
+	}
+	h.mu.RUnlock()
+	if ch == nil || wanted == in {
+		return nil
+	}
+	var err error
+	if wanted {
+		err = h.broker.Subscribe(name)
+	} else {
+		err = h.broker.Unsubscribe(name)
+	}
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	ch.inBroker = wanted
+	if !ch.wanted && !ch.inBroker && len(ch.loops) == 0 && h.channels[name] == ch {
+		delete(h.channels, name)
+	}
+	h.mu.Unlock()
+	return nil
+}
