@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,10 @@ import (
 	"github.com/herald-ws/herald/broker"
 	"github.com/herald-ws/herald/session"
 )
+
+// ErrUnsubscribed answers a subscribe whose subscription was removed (by an
+// unsubscribe or the connection closing) before its history arrived.
+var ErrUnsubscribed = errors.New("hub: unsubscribed before the subscribe completed")
 
 // Config configures a Hub.
 type Config struct {
@@ -79,6 +84,9 @@ type Subscription struct {
 	closed  bool
 	held    []broker.Publication
 }
+
+// Closed reports whether the subscription was removed.
+func (s *Subscription) Closed() bool { return s.closed }
 
 // Session returns the subscribed session.
 func (s *Subscription) Session() *session.Session { return s.sess }
@@ -270,6 +278,7 @@ func (h *Hub) Subscribe(s *session.Session, channelName string, since *uint64, a
 // finishSubscribe runs on the subscription's loop.
 func (h *Hub) finishSubscribe(sub *Subscription, rec broker.Recovery, err error, history bool, ack func(SubscribeResult)) {
 	if sub.closed {
+		ack(SubscribeResult{Err: ErrUnsubscribed})
 		return
 	}
 	s := sub.sess

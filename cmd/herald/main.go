@@ -2,6 +2,7 @@
 //
 //	herald serve [flags]     run the server
 //	herald loadtest [flags]  drive load at a server and measure it
+//	herald token [flags]     print a signed client token
 //	herald version           print the version
 //
 // Every flag also reads an environment variable: -max-conns reads
@@ -26,6 +27,8 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "serve":
 		os.Exit(runServe(args))
+	case "token":
+		os.Exit(runToken(args))
 	case "loadtest":
 		os.Exit(runLoadtest(args))
 	case "version", "-version", "--version":
@@ -45,6 +48,7 @@ func usage() {
 commands:
   serve     run the WebSocket push server (herald serve -h lists its flags)
   loadtest  drive load at a WebSocket server and measure it (herald loadtest -h)
+  token     print a signed client token (herald token -secret S -sub USER)
   version   print the version
 `)
 }

@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/herald-ws/herald/engine"
+	"github.com/herald-ws/herald/server"
 	"github.com/herald-ws/herald/session"
 )
 
@@ -33,6 +35,15 @@ type serveOptions struct {
 	reusePort          bool
 	logLevel           slog.Level
 	shutdownGrace      time.Duration
+	apiAddr            string
+	apiKey             string
+	tokenSecret        string
+	clientPublish      bool
+	maxChannelsPerConn int
+	publishRate        float64
+	historySize        int
+	historyTTL         time.Duration
+	broker             string
 }
 
 func newServeFlags() (*flag.FlagSet, *serveOptions) {
@@ -58,6 +69,15 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.BoolVar(&o.reusePort, "reuseport", false, "set SO_REUSEPORT on the client listener")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 5*time.Second, "on SIGTERM/SIGINT, spread close 1001 to every client over this time")
+	fs.StringVar(&o.apiAddr, "api-addr", "127.0.0.1:8081", "HTTP API listener (publish, stats, metrics, health); empty disables it")
+	fs.StringVar(&o.apiKey, "api-key", "", "require Authorization: Bearer <key> on /api/*; required when -api-addr is not loopback")
+	fs.StringVar(&o.tokenSecret, "token-secret", "", "HS256 secret for client tokens; empty means anonymous clients (public channels only)")
+	fs.BoolVar(&o.clientPublish, "client-publish", false, "let anonymous clients publish (token holders need the publish claim)")
+	fs.IntVar(&o.maxChannelsPerConn, "max-channels-per-conn", 128, "channels one connection may subscribe to; 0 means no limit")
+	fs.Float64Var(&o.publishRate, "publish-rate", 10, "client publishes per second per connection (burst of the same size); 0 means no limit")
+	fs.IntVar(&o.historySize, "history-size", 100, "publications kept per channel for recovery with since; 0 keeps none")
+	fs.DurationVar(&o.historyTTL, "history-ttl", 5*time.Minute, "how long a publication stays in history; 0 keeps it until pushed out by -history-size")
+	fs.StringVar(&o.broker, "broker", "memory", "memory, or nats://host:port[,host:port...] for a cluster")
 	return fs, o
 }
 
@@ -77,15 +97,32 @@ func (o *serveOptions) validate() error {
 		return errors.New("-ping-interval must be shorter than -idle-timeout, or clients that only listen are dropped as idle")
 	case o.writeBufferLimit <= 0:
 		return errors.New("-write-buffer-limit must be > 0")
+	case o.maxChannelsPerConn < 0 || o.historySize < 0 || o.publishRate < 0 || o.historyTTL < 0:
+		return errors.New("-max-channels-per-conn, -history-size, -history-ttl and -publish-rate must not be negative")
+	case o.broker != "memory" && !strings.HasPrefix(o.broker, "nats://"):
+		return fmt.Errorf("-broker must be memory or nats://host:port[,...], not %q", o.broker)
 	}
 	return nil
 }
 
-func (o *serveOptions) engineConfig(log *slog.Logger) engine.Config {
-	routes := map[string]session.Handler{}
-	if o.echo {
-		routes["/echo"] = session.Echo{}
+func (o *serveOptions) nodeOptions(log *slog.Logger) server.Options {
+	return server.Options{
+		Engine:             o.engineConfig(log),
+		Echo:               o.echo,
+		APIAddr:            o.apiAddr,
+		APIKey:             o.apiKey,
+		TokenSecret:        o.tokenSecret,
+		ClientPublish:      o.clientPublish,
+		MaxChannelsPerConn: o.maxChannelsPerConn,
+		PublishRate:        o.publishRate,
+		HistorySize:        o.historySize,
+		HistoryTTL:         o.historyTTL,
+		HTTPExtra:          webHandlers(),
+		Logger:             log,
 	}
+}
+
+func (o *serveOptions) engineConfig(log *slog.Logger) engine.Config {
 	return engine.Config{
 		Addr:       o.addr,
 		Loops:      o.loops,
@@ -94,7 +131,6 @@ func (o *serveOptions) engineConfig(log *slog.Logger) engine.Config {
 		TCPNoDelay: o.tcpNoDelay,
 		Logger:     log,
 		Session: session.Config{
-			Routes:             routes,
 			AllowedOrigins:     o.allowedOrigins,
 			MaxMessageSize:     int64(o.maxMessageSize),
 			WriteBufferLimit:   int(o.writeBufferLimit),
@@ -124,21 +160,35 @@ func runServe(args []string) int {
 	slog.SetDefault(log)
 	raiseOpenFilesLimit(log)
 
-	srv, err := engine.New(o.engineConfig(log))
+	nopts := o.nodeOptions(log)
+	if o.broker != "memory" {
+		b, err := newClusterBroker(o, log)
+		if err != nil {
+			log.Error("broker", "broker", o.broker, "err", err)
+			return 1
+		}
+		nopts.Broker = b
+	}
+	srv, err := server.New(nopts)
 	if err != nil {
-		log.Error("config", "err", err)
+		fmt.Fprintln(os.Stderr, "herald serve:", err)
 		return 2
 	}
 	if err := srv.Start(); err != nil {
-		log.Error("listen", "addr", o.addr, "err", err)
+		log.Error("start", "err", err)
 		return 1
 	}
-	log.Info("herald listening", "addr", srv.Addr().String(), "loops", o.loops, "echo", o.echo, "version", versionString())
+	apiAddr := ""
+	if a := srv.APIAddr(); a != nil {
+		apiAddr = a.String()
+	}
+	log.Info("herald listening", "addr", srv.Addr().String(), "api", apiAddr, "broker", o.broker,
+		"auth", o.tokenSecret != "", "echo", o.echo, "version", versionString())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	<-ctx.Done()
 	stop()
-	log.Info("shutting down", "conns", srv.Conns(), "grace", o.shutdownGrace)
+	log.Info("shutting down", "conns", srv.Engine().Conns(), "grace", o.shutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownGrace+5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx, o.shutdownGrace); err != nil {

@@ -33,22 +33,31 @@ func TestServeDefaults(t *testing.T) {
 
 func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 	env := map[string]string{
-		"HERALD_ADDR":                 "127.0.0.1:9999",
-		"HERALD_LOOPS":                "3",
-		"HERALD_MAX_CONNS":            "42",
-		"HERALD_MAX_MESSAGE_SIZE":     "64KiB",
-		"HERALD_HANDSHAKE_TIMEOUT":    "2s",
-		"HERALD_IDLE_TIMEOUT":         "90s",
-		"HERALD_PING_INTERVAL":        "10s",
-		"HERALD_WRITE_BUFFER_LIMIT":   "2MiB",
-		"HERALD_COMPRESSION":          "true",
-		"HERALD_COMPRESSION_MIN_SIZE": "128",
-		"HERALD_ALLOWED_ORIGINS":      "https://a.example, https://*.b.example",
-		"HERALD_ECHO":                 "true",
-		"HERALD_TCP_NODELAY":          "false",
-		"HERALD_REUSEPORT":            "true",
-		"HERALD_LOG_LEVEL":            "debug",
-		"HERALD_SHUTDOWN_GRACE":       "7s",
+		"HERALD_ADDR":                  "127.0.0.1:9999",
+		"HERALD_LOOPS":                 "3",
+		"HERALD_MAX_CONNS":             "42",
+		"HERALD_MAX_MESSAGE_SIZE":      "64KiB",
+		"HERALD_HANDSHAKE_TIMEOUT":     "2s",
+		"HERALD_IDLE_TIMEOUT":          "90s",
+		"HERALD_PING_INTERVAL":         "10s",
+		"HERALD_WRITE_BUFFER_LIMIT":    "2MiB",
+		"HERALD_COMPRESSION":           "true",
+		"HERALD_COMPRESSION_MIN_SIZE":  "128",
+		"HERALD_ALLOWED_ORIGINS":       "https://a.example, https://*.b.example",
+		"HERALD_ECHO":                  "true",
+		"HERALD_TCP_NODELAY":           "false",
+		"HERALD_REUSEPORT":             "true",
+		"HERALD_LOG_LEVEL":             "debug",
+		"HERALD_SHUTDOWN_GRACE":        "7s",
+		"HERALD_API_ADDR":              "127.0.0.1:9998",
+		"HERALD_API_KEY":               "k3y",
+		"HERALD_TOKEN_SECRET":          "s3cret",
+		"HERALD_CLIENT_PUBLISH":        "true",
+		"HERALD_MAX_CHANNELS_PER_CONN": "9",
+		"HERALD_PUBLISH_RATE":          "2.5",
+		"HERALD_HISTORY_SIZE":          "33",
+		"HERALD_HISTORY_TTL":           "90s",
+		"HERALD_BROKER":                "nats://127.0.0.1:4222",
 	}
 	fs, _ := newServeFlags()
 	fs.VisitAll(func(f *flag.Flag) {
@@ -67,7 +76,10 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		o.handshakeTimeout != 2*time.Second || o.idleTimeout != 90*time.Second || o.pingInterval != 10*time.Second ||
 		o.writeBufferLimit != 2<<20 || !o.compression || o.compressionMinSize != 128 ||
 		strings.Join(o.allowedOrigins, "|") != "https://a.example|https://*.b.example" || !o.echo ||
-		o.tcpNoDelay || !o.reusePort || o.logLevel != slog.LevelDebug || o.shutdownGrace != 7*time.Second {
+		o.tcpNoDelay || !o.reusePort || o.logLevel != slog.LevelDebug || o.shutdownGrace != 7*time.Second ||
+		o.apiAddr != "127.0.0.1:9998" || o.apiKey != "k3y" || o.tokenSecret != "s3cret" || !o.clientPublish ||
+		o.maxChannelsPerConn != 9 || o.publishRate != 2.5 || o.historySize != 33 || o.historyTTL != 90*time.Second ||
+		o.broker != "nats://127.0.0.1:4222" {
 		t.Fatalf("environment not applied: %+v", o)
 	}
 	// The command line wins over the environment.
@@ -91,6 +103,8 @@ func TestBadValuesExit2(t *testing.T) {
 		{args: []string{"-ping-interval", "2m", "-idle-timeout", "1m"}},
 		{args: []string{"-log-level", "loud"}},
 		{args: []string{"stray"}},
+		{args: []string{"-broker", "redis://x"}},
+		{args: []string{"-api-addr", "0.0.0.0:0"}},
 		{env: map[string]string{"HERALD_MAX_CONNS": "lots"}},
 		{env: map[string]string{"HERALD_WRITE_BUFFER_LIMIT": "1.5MiB"}},
 	}

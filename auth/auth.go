@@ -1,0 +1,130 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Claims are the token claims Herald reads.
+type Claims struct {
+	Channels []string `json:"channels,omitempty"`
+	Publish  bool     `json:"publish,omitempty"`
+	jwt.RegisteredClaims
+}
+
+// Identity is who a connection is and what it may do.
+type Identity struct {
+	User      string   // empty for anonymous connections
+	Patterns  []string // nil: any public channel
+	Publish   bool
+	Anonymous bool
+}
+
+// Errors.
+var (
+	ErrNoToken      = errors.New("auth: missing token")
+	ErrInvalidToken = errors.New("auth: invalid token")
+	ErrNoSubject    = errors.New("auth: token has no sub")
+)
+
+// Verifier checks tokens signed with one HS256 secret.
+type Verifier struct {
+	secret []byte
+	parser *jwt.Parser
+}
+
+// NewVerifier returns a Verifier for secret.
+func NewVerifier(secret string) *Verifier {
+	return &Verifier{
+		secret: []byte(secret),
+		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second)),
+	}
+}
+
+// Verify parses token and returns the identity it grants.
+func (v *Verifier) Verify(token string) (Identity, error) {
+	if token == "" {
+		return Identity{}, ErrNoToken
+	}
+	var c Claims
+	if _, err := v.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.secret, nil }); err != nil {
+		return Identity{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	if c.Subject == "" {
+		return Identity{}, ErrNoSubject
+	}
+	return Identity{User: c.Subject, Patterns: c.Channels, Publish: c.Publish}, nil
+}
+
+// Mint signs a token for user, valid for ttl, limited to channels (nil: any
+// public channel) and allowed to publish when publish is true.
+func Mint(secret, user string, channels []string, publish bool, ttl time.Duration) (string, error) {
+	now := time.Now()
+	c := Claims{
+		Channels: channels,
+		Publish:  publish,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   user,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+}
+
+// ValidChannel reports whether name is 1-255 bytes of [A-Za-z0-9:_.-].
+func ValidChannel(name string) bool {
+	if len(name) == 0 || len(name) > 255 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == ':', c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// UserChannelPrefix starts a personal channel: user:42 belongs to user 42.
+const UserChannelPrefix = "user:"
+
+// CanSubscribe reports whether id may subscribe to channel (assumed valid).
+// A personal channel is open only to its own user; a public channel to
+// anyone whose patterns (if the token has any) match it.
+func (id Identity) CanSubscribe(channel string) bool {
+	if owner, ok := strings.CutPrefix(channel, UserChannelPrefix); ok {
+		return !id.Anonymous && id.User != "" && owner == id.User
+	}
+	if id.Patterns == nil {
+		return true
+	}
+	return MatchAny(id.Patterns, channel)
+}
+
+// CanPublish reports whether id may publish to channel from a client
+// connection: it needs the publish permission and the right to subscribe.
+func (id Identity) CanPublish(channel string) bool {
+	return id.Publish && id.CanSubscribe(channel)
+}
+
+// MatchAny reports whether channel matches one of the patterns; a pattern
+// ending in '*' matches every channel with that prefix.
+func MatchAny(patterns []string, channel string) bool {
+	for _, p := range patterns {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok {
+			if strings.HasPrefix(channel, prefix) {
+				return true
+			}
+		} else if p == channel {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,76 @@
+package push
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// Error codes sent in {"op":"error"} replies.
+const (
+	CodeBadRequest      = "bad_request"
+	CodeForbidden       = "forbidden"
+	CodeUnknownOp       = "unknown_op"
+	CodeRateLimited     = "rate_limited"
+	CodeTooManyChannels = "too_many_channels"
+	CodeUnavailable     = "unavailable" // the broker could not serve the request
+)
+
+// request is one client frame. ID is echoed verbatim when it is a JSON
+// number.
+type request struct {
+	Op      string          `json:"op"`
+	Channel string          `json:"channel"`
+	ID      json.RawMessage `json:"id"`
+	Since   *uint64         `json:"since"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// validID reports whether id is absent or a JSON number.
+func validID(id json.RawMessage) bool {
+	if len(id) == 0 {
+		return true
+	}
+	var n json.Number
+	return json.Unmarshal(id, &n) == nil && id[0] != '"'
+}
+
+func appendID(dst []byte, id json.RawMessage) []byte {
+	if len(id) == 0 {
+		return dst
+	}
+	dst = append(dst, `,"id":`...)
+	return append(dst, id...)
+}
+
+// appendAck appends {"op":"ack","id":..,"offset":..}; offset is omitted when
+// zero and recovered only when since was given.
+func appendAck(dst []byte, id json.RawMessage, offset uint64, recovered *bool) []byte {
+	dst = append(dst, `{"op":"ack"`...)
+	dst = appendID(dst, id)
+	if offset > 0 {
+		dst = append(dst, `,"offset":`...)
+		dst = strconv.AppendUint(dst, offset, 10)
+	}
+	if recovered != nil {
+		dst = append(dst, `,"recovered":`...)
+		dst = strconv.AppendBool(dst, *recovered)
+	}
+	return append(dst, '}')
+}
+
+func appendError(dst []byte, id json.RawMessage, code, message string) []byte {
+	dst = append(dst, `{"op":"error"`...)
+	dst = appendID(dst, id)
+	dst = append(dst, `,"code":`...)
+	dst = strconv.AppendQuote(dst, code)
+	dst = append(dst, `,"message":`...)
+	m, _ := json.Marshal(message)
+	dst = append(dst, m...)
+	return append(dst, '}')
+}
+
+func appendPong(dst []byte, id json.RawMessage) []byte {
+	dst = append(dst, `{"op":"pong"`...)
+	dst = appendID(dst, id)
+	return append(dst, '}')
+}
