@@ -25,6 +25,8 @@ type Config struct {
 	// Settle is how long connect waits after the last connection opens
 	// before it samples the server's memory.
 	Settle time.Duration
+	// Push configures the push scenario.
+	Push PushConfig
 }
 
 func (c *Config) defaults() error {
@@ -53,6 +55,9 @@ func (c *Config) defaults() error {
 	u, err := url.Parse(c.URL)
 	if err != nil || u.Scheme != "ws" || u.Host == "" {
 		return fmt.Errorf("loadtest: url %q is not ws://host:port/path", c.URL)
+	}
+	if c.Scenario == "push" && c.Push.APIURL == "" {
+		c.Push.APIURL = apiURLFrom(c.URL)
 	}
 	return nil
 }

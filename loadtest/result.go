@@ -63,6 +63,27 @@ type Result struct {
 	RTT         *Percentiles `json:"rtt,omitempty"`
 	Seconds     float64      `json:"seconds"`
 	Server      *ServerUsage `json:"server,omitempty"`
+	Push        *PushResult  `json:"push,omitempty"`
+}
+
+// PushResult holds the push scenario's delivery accounting. Lost and
+// Duplicates are counted per subscriber against the publications the API
+// acknowledged on its channel.
+type PushResult struct {
+	Subscribers  int         `json:"subscribers"`
+	Channels     int         `json:"channels"`
+	Publications int         `json:"publications"`
+	PublishErrs  int         `json:"publish_errors"`
+	Expected     int64       `json:"expected_deliveries"`
+	Delivered    int64       `json:"delivered"`
+	Lost         int64       `json:"lost"`
+	Duplicates   int64       `json:"duplicates"`
+	OutOfOrder   int64       `json:"out_of_order"`
+	ServerCloses int         `json:"server_closes"`
+	Latency      Percentiles `json:"delivery_latency"`
+	// LastDelivery is, per publication, the time from the API call to its
+	// delivery at the last subscriber.
+	LastDelivery Percentiles `json:"last_delivery_latency"`
 }
 
 // WriteTable prints r as a human-readable table.
@@ -75,6 +96,12 @@ func (r *Result) WriteTable(w io.Writer) {
 	if r.RTT != nil {
 		fmt.Fprintf(tw, "messages\t%d (%.0f/s)\n", r.Messages, r.MsgsPerSec)
 		fmt.Fprintf(tw, "round trip\tp50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", us(r.RTT.P50), us(r.RTT.P90), us(r.RTT.P99), us(r.RTT.P999), us(r.RTT.Max))
+	}
+	if p := r.Push; p != nil {
+		fmt.Fprintf(tw, "push\t%d subscribers on %d channels, %d publications (%d failed)\n", p.Subscribers, p.Channels, p.Publications, p.PublishErrs)
+		fmt.Fprintf(tw, "deliveries\t%d of %d expected, %d lost, %d duplicated, %d out of order, %d server closes\n", p.Delivered, p.Expected, p.Lost, p.Duplicates, p.OutOfOrder, p.ServerCloses)
+		fmt.Fprintf(tw, "delivery latency\tp50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", us(p.Latency.P50), us(p.Latency.P90), us(p.Latency.P99), us(p.Latency.P999), us(p.Latency.Max))
+		fmt.Fprintf(tw, "to last subscriber\tp50 %s  p90 %s  p99 %s  max %s\n", us(p.LastDelivery.P50), us(p.LastDelivery.P90), us(p.LastDelivery.P99), us(p.LastDelivery.Max))
 	}
 	if s := r.Server; s != nil {
 		fmt.Fprintf(tw, "server rss\t%.1f MiB -> %.1f MiB\n", float64(s.RSSBefore)/(1<<20), float64(s.RSSAfter)/(1<<20))

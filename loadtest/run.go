@@ -24,8 +24,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return runConnect(ctx, cfg)
 	case "echo":
 		return runEcho(ctx, cfg)
+	case "push":
+		return runPush(ctx, cfg)
 	}
-	return nil, fmt.Errorf("loadtest: unknown scenario %q (connect, echo)", cfg.Scenario)
+	return nil, fmt.Errorf("loadtest: unknown scenario %q (connect, echo, push)", cfg.Scenario)
 }
 
 // pool is the set of connections a run opened.
@@ -252,7 +254,9 @@ func runEcho(ctx context.Context, cfg Config) (*Result, error) {
 					return
 				}
 				if f.OpCode != ws.OpBinary || len(f.Payload) != cfg.Size {
-					errOnce.Do(func() { firstErr = fmt.Errorf("loadtest: unexpected echo opcode %d, %d bytes", f.OpCode, len(f.Payload)) })
+					errOnce.Do(func() {
+						firstErr = fmt.Errorf("loadtest: unexpected echo opcode %d, %d bytes", f.OpCode, len(f.Payload))
+					})
 					return
 				}
 				sent := int64(binary.LittleEndian.Uint64(f.Payload))

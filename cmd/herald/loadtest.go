@@ -21,7 +21,7 @@ func runLoadtest(args []string) int {
 		out       string
 	)
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
-	fs.StringVar(&cfg.Scenario, "scenario", "echo", "connect or echo")
+	fs.StringVar(&cfg.Scenario, "scenario", "echo", "connect, echo or push")
 	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/echo", "WebSocket URL to load")
 	fs.IntVar(&cfg.Conns, "conns", 100, "connections to open")
 	fs.IntVar(&cfg.Rate, "rate", 0, "connections opened per second; 0 means as fast as possible")
@@ -32,6 +32,12 @@ func runLoadtest(args []string) int {
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "sample this process's RSS and CPU time from /proc")
 	fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "connect: wait this long after the last connection before sampling server memory")
 	fs.StringVar(&out, "out", "", "write every figure as JSON to this file")
+	fs.StringVar(&cfg.Push.APIURL, "api-url", "", "push: the server's API base URL (default: the -url host with port+1)")
+	fs.StringVar(&cfg.Push.APIKey, "api-key", "", "push: bearer key for /api/publish")
+	fs.IntVar(&cfg.Push.Channels, "channels", 1, "push: spread subscribers over this many channels")
+	fs.Float64Var(&cfg.Push.Rate, "pub-rate", 5, "push: publications per second through the API")
+	fs.StringVar(&cfg.Push.Prefix, "channel-prefix", "load", "push: channel names are <prefix>-<n>")
+	fs.IntVar(&cfg.Push.Loops, "client-loops", 2, "push: event loops of the generator's own client")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
