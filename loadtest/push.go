@@ -27,6 +27,10 @@ type PushConfig struct {
 	Rate     float64 // publications per second, round-robin over channels
 	Prefix   string  // channel name prefix
 	Loops    int     // client event loops; default 2
+	// BroadcastURL switches to peer mode: connections do not subscribe,
+	// publications are POSTed as raw JSON to this URL (a reference server's
+	// POST /broadcast) and arrive unwrapped; Channels is then 1.
+	BroadcastURL string
 }
 
 // publication is what the publisher knows of one message it published.
@@ -77,7 +81,9 @@ func runPush(ctx context.Context, cfg Config) (*Result, error) {
 	if pc.Loops <= 0 {
 		pc.Loops = 2
 	}
-	if pc.APIURL == "" {
+	if pc.BroadcastURL != "" {
+		pc.Channels = 1
+	} else if pc.APIURL == "" {
 		return nil, fmt.Errorf("loadtest: push needs the API URL")
 	}
 	cfg.Push = pc
@@ -103,20 +109,20 @@ func runPush(ctx context.Context, cfg Config) (*Result, error) {
 	var subErrs int
 	for i, c := range p.conns {
 		s := &subscriber{channel: i % pc.Channels, seen: make([]uint64, (run.maxPubs+63)/64)}
-		if err := subscribe(c, pc.Prefix+"-"+strconv.Itoa(s.channel), i+1); err != nil {
-			subErrs++
-			if len(r.Errors) < 5 {
-				r.Errors = append(r.Errors, "subscribe: "+err.Error())
+		if pc.BroadcastURL == "" { // peers' broadcast reaches everyone without a subscribe
+			if err := subscribe(c, pc.Prefix+"-"+strconv.Itoa(s.channel), i+1); err != nil {
+				subErrs++
+				if len(r.Errors) < 5 {
+					r.Errors = append(r.Errors, "subscribe: "+err.Error())
+				}
+				_ = c.Close()
+				continue
 			}
-			_ = c.Close()
-			continue
 		}
-		gc, err := cli.EnrollContext(c.Conn, s)
-		if err != nil {
+		if _, err := cli.EnrollContext(c.Conn, s); err != nil {
 			subErrs++
 			continue
 		}
-		_ = gc
 		subs = append(subs, s)
 	}
 	p.conns = nil // ownership moved to gnet (EnrollContext closed the originals)
@@ -230,6 +236,9 @@ func (run *pushRun) publish(ctx context.Context) int {
 	pc := run.cfg.Push
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	u := pc.APIURL + "/api/publish"
+	if pc.BroadcastURL != "" {
+		u = pc.BroadcastURL
+	}
 	interval := time.Duration(float64(time.Second) / pc.Rate)
 	deadline := time.Now().Add(run.cfg.Duration)
 	var wg sync.WaitGroup
@@ -250,6 +259,9 @@ func (run *pushRun) publish(ctx context.Context) int {
 			defer func() { <-sem; wg.Done() }()
 			pub.sent = time.Now().UnixNano()
 			body := fmt.Sprintf(`{"channel":"%s-%d","data":{"seq":%d,"t":%d}}`, pc.Prefix, pub.channel, seq, pub.sent)
+			if pc.BroadcastURL != "" {
+				body = fmt.Sprintf(`{"seq":%d,"t":%d}`, seq, pub.sent)
+			}
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader([]byte(body)))
 			req.Header.Set("Content-Type", "application/json")
 			if pc.APIKey != "" {
@@ -264,7 +276,13 @@ func (run *pushRun) publish(ctx context.Context) int {
 			var out struct {
 				Offset uint64 `json:"offset"`
 			}
-			if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&out) != nil {
+			if pc.BroadcastURL != "" {
+				if resp.StatusCode/100 != 2 {
+					errs.Add(1)
+					return
+				}
+				out.Offset = uint64(seq) + 1
+			} else if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&out) != nil {
 				errs.Add(1)
 				return
 			}
@@ -307,11 +325,19 @@ func (run *pushRun) OnTraffic(c gnet.Conn) gnet.Action {
 }
 
 func (run *pushRun) onMessage(s *subscriber, p []byte, now int64) {
-	if s == nil || !bytes.HasPrefix(p, []byte(`{"op":"message"`)) {
+	if s == nil {
 		return
 	}
-	offset := jsonUint(p, `"offset":`)
 	seq := jsonUint(p, `"seq":`)
+	var offset uint64
+	switch {
+	case bytes.HasPrefix(p, []byte(`{"op":"message"`)):
+		offset = jsonUint(p, `"offset":`)
+	case bytes.HasPrefix(p, []byte(`{"seq":`)) && run.cfg.Push.BroadcastURL != "":
+		offset = seq + 1 // peers have no offsets; publication order stands in
+	default:
+		return
+	}
 	sent := int64(jsonUint(p, `"t":`))
 	if offset <= s.last {
 		if offset == s.last {

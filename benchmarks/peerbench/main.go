@@ -30,8 +30,10 @@ import (
 type server struct {
 	Name string
 	Bin  string
-	Args func(addr string) []string
+	Args func(addr, apiAddr string) []string
 	Path string
+	// Herald publishes through its API; peers through POST /broadcast.
+	Herald bool
 }
 
 // scenario is one measurement and how to read its figure of merit.
@@ -63,13 +65,13 @@ func main() {
 	must(err)
 
 	all := []server{
-		{"herald", filepath.Join(bin, "herald"), func(a string) []string {
-			return []string{"serve", "-echo", "-addr", a, "-log-level", "warn", "-ping-interval", "0", "-idle-timeout", "0", "-max-message-size", "16MiB"}
-		}, "/echo"},
-		{"nbio", filepath.Join(bin, "nbio"), peerArgs, "/ws"},
-		{"gorilla", filepath.Join(bin, "gorilla"), peerArgs, "/ws"},
-		{"coder", filepath.Join(bin, "coder"), peerArgs, "/ws"},
-		{"gobwas", filepath.Join(bin, "gobwas"), peerArgs, "/ws"},
+		{"herald", filepath.Join(bin, "herald"), func(a, api string) []string {
+			return []string{"serve", "-echo", "-addr", a, "-api-addr", api, "-log-level", "warn", "-ping-interval", "0", "-idle-timeout", "0", "-max-message-size", "16MiB"}
+		}, "/echo", true},
+		{"nbio", filepath.Join(bin, "nbio"), peerArgs, "/ws", false},
+		{"gorilla", filepath.Join(bin, "gorilla"), peerArgs, "/ws", false},
+		{"coder", filepath.Join(bin, "coder"), peerArgs, "/ws", false},
+		{"gobwas", filepath.Join(bin, "gobwas"), peerArgs, "/ws", false},
 	}
 	var servers []server
 	for _, s := range all {
@@ -81,6 +83,9 @@ func main() {
 		{Name: "idle-10k", Config: loadtest.Config{Scenario: "connect", Conns: 10000, Duration: 4 * time.Second, Settle: 3 * time.Second}, Metric: "rss_per_conn", Unit: "B", Lower: true},
 		{Name: "idle-19k", Config: loadtest.Config{Scenario: "connect", Conns: 19000, Duration: 4 * time.Second, Settle: 3 * time.Second}, Metric: "rss_per_conn", Unit: "B", Lower: true},
 		{Name: "echo-100x64B", Config: loadtest.Config{Scenario: "echo", Conns: 100, Size: 64, InFlight: 8, Duration: 5 * time.Second}, Metric: "cpu_per_msg", Unit: "µs", Lower: true},
+		{Name: "echo-1000x1KiB", Config: loadtest.Config{Scenario: "echo", Conns: 1000, Size: 1024, InFlight: 1, Duration: 5 * time.Second}, Metric: "cpu_per_msg", Unit: "µs", Lower: true},
+		{Name: "broadcast-10k", Config: loadtest.Config{Scenario: "push", Conns: 10000, Duration: 10 * time.Second, Push: loadtest.PushConfig{Rate: 5}}, Metric: "last_p99_ms", Unit: "ms", Lower: true},
+		{Name: "connect-rate", Config: loadtest.Config{Scenario: "connect", Conns: 5000, Duration: time.Second, Settle: time.Second}, Metric: "connect_rate", Unit: "conns/s", Lower: false},
 	}
 	if *scen != "" {
 		var keep []scenario
@@ -114,7 +119,7 @@ func main() {
 	log.Printf("wrote %s", *results)
 }
 
-func peerArgs(addr string) []string { return []string{"-addr", addr} }
+func peerArgs(addr, _ string) []string { return []string{"-addr", addr} }
 
 func build(bin string) {
 	abs, err := filepath.Abs(bin)
@@ -140,7 +145,11 @@ func measure(s server, sc scenario, ips []net.IP, outDir string, rep int) (measu
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(s.Bin, s.Args(addr)...)
+	apiAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(s.Bin, s.Args(addr, apiAddr)...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -155,6 +164,14 @@ func measure(s server, sc scenario, ips []net.IP, outDir string, rep int) (measu
 	time.Sleep(300 * time.Millisecond) // let the runtime finish starting before the baseline sample
 	cfg := sc.Config
 	cfg.URL = "ws://" + addr + s.Path
+	if cfg.Scenario == "push" {
+		if s.Herald {
+			cfg.URL = "ws://" + addr + "/ws"
+			cfg.Push.APIURL = "http://" + apiAddr
+		} else {
+			cfg.Push.BroadcastURL = "http://" + addr + "/broadcast"
+		}
+	}
 	cfg.ServerPID = cmd.Process.Pid
 	cfg.SourceIPs = ips
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -172,6 +189,16 @@ func measure(s server, sc scenario, ips []net.IP, outDir string, rep int) (measu
 	if res.Server != nil {
 		m["rss_per_conn"] = res.Server.RSSPerConn
 		m["cpu_per_msg"] = res.Server.CPUPerMessage
+	}
+	if p := res.Push; p != nil {
+		if p.Lost > 0 || p.Duplicates > 0 {
+			return nil, fmt.Errorf("%d lost, %d duplicated deliveries", p.Lost, p.Duplicates)
+		}
+		m["last_p50_ms"] = p.LastDelivery.P50 / 1000
+		m["last_p99_ms"] = p.LastDelivery.P99 / 1000
+		m["last_max_ms"] = p.LastDelivery.Max / 1000
+		m["delivery_p99_ms"] = p.Latency.P99 / 1000
+		m["cpu_per_delivery"] = m["cpu_per_msg"]
 	}
 	if res.RTT != nil {
 		m["msgs_per_s"] = res.MsgsPerSec
@@ -241,7 +268,10 @@ func render(servers []server, scenarios []scenario, data map[string]map[string][
 				ratio = fmt.Sprintf("%.2fx", v/base)
 			}
 			var extra []string
-			for _, k := range []string{"connect_rate", "msgs_per_s", "rtt_p50_ms", "rtt_p99_ms"} {
+			for _, k := range []string{"connect_rate", "msgs_per_s", "rtt_p50_ms", "rtt_p99_ms", "last_p50_ms", "last_max_ms", "delivery_p99_ms", "cpu_per_delivery"} {
+				if k == sc.Metric {
+					continue
+				}
 				if x, ok := median(ms, k); ok && x > 0 {
 					extra = append(extra, fmt.Sprintf("%s %.1f", k, x))
 				}
@@ -260,6 +290,8 @@ func describe(sc scenario) string {
 		return fmt.Sprintf("%d idle connections held; server RSS after %v of settling minus RSS before, divided by connections.", c.Conns, c.Settle)
 	case "echo":
 		return fmt.Sprintf("%d connections, %d-byte binary messages, %d in flight per connection, %v; server CPU time divided by echoed messages.", c.Conns, c.Size, c.InFlight, c.Duration)
+	case "push":
+		return fmt.Sprintf("%d subscribers of one channel, %.0f publications per second for %v (Herald: POST /api/publish; peers: POST /broadcast). last_p99_ms is the p99 over publications of the time from the publish call to delivery at the last subscriber; cpu_per_delivery is server CPU (µs) per delivered message.", c.Conns, c.Push.Rate, c.Duration)
 	}
 	return ""
 }

@@ -38,6 +38,7 @@ func runLoadtest(args []string) int {
 	fs.Float64Var(&cfg.Push.Rate, "pub-rate", 5, "push: publications per second through the API")
 	fs.StringVar(&cfg.Push.Prefix, "channel-prefix", "load", "push: channel names are <prefix>-<n>")
 	fs.IntVar(&cfg.Push.Loops, "client-loops", 2, "push: event loops of the generator's own client")
+	fs.StringVar(&cfg.Push.BroadcastURL, "broadcast-url", "", "push against a reference server: POST raw publications here instead of the Herald API, no subscribe")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
