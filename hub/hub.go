@@ -256,21 +256,26 @@ func (h *Hub) Subscribe(s *session.Session, channelName string, since *uint64, a
 	sub.slot = int32(len(sl.list))
 	sl.list = append(sl.list, sub)
 	h.subscriptions.Add(1)
-	if err := h.reconcile(channelName); err != nil {
-		h.Unsubscribe(sub)
-		ack(SubscribeResult{Err: err})
-		return nil
-	}
 	var from uint64
 	history := since != nil
 	if history {
 		from = *since
 	}
+	// Broker calls may block (a clustered broker does network round trips),
+	// so they run on the worker pool. Interest is settled before the
+	// history is read: whatever is published after the read reaches this
+	// node live, and until then the subscription holds live messages back.
 	h.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		rec, err := h.broker.Recover(ctx, channelName, from, history)
-		_ = s.Loop().Exec(func() { h.finishSubscribe(sub, rec, err, history, ack) })
+		var rec broker.Recovery
+		err := h.reconcile(channelName)
+		if err == nil {
+			rec, err = h.broker.Recover(ctx, channelName, from, history)
+		}
+		if s.Loop().Exec(func() { h.finishSubscribe(sub, rec, err, history, ack) }) != nil {
+			return // the loop is shutting down
+		}
 	})
 	return sub
 }
@@ -279,6 +284,12 @@ func (h *Hub) Subscribe(s *session.Session, channelName string, since *uint64, a
 func (h *Hub) finishSubscribe(sub *Subscription, rec broker.Recovery, err error, history bool, ack func(SubscribeResult)) {
 	if sub.closed {
 		ack(SubscribeResult{Err: ErrUnsubscribed})
+		// The ack's reply sits in the loop's shared output buffer: flush it
+		// now, or the next session to flush on this loop writes it into its
+		// own connection.
+		if !sub.sess.Flush() {
+			sub.sess.Abort()
+		}
 		return
 	}
 	s := sub.sess
@@ -341,7 +352,12 @@ func (h *Hub) Unsubscribe(sub *Subscription) {
 	if len(sl.list) == 0 {
 		delete(idx.subs, sub.Channel)
 		h.removeLoop(sub.Channel, idx)
-		_ = h.reconcile(sub.Channel)
+		name := sub.Channel
+		h.Go(func() {
+			if err := h.reconcile(name); err != nil {
+				h.log.Warn("broker unsubscribe", "channel", name, "err", err)
+			}
+		})
 	}
 }
 
@@ -379,9 +395,10 @@ func (h *Hub) removeLoop(name string, idx *loopIndex) {
 }
 
 // reconcile brings the broker's interest in name in line with whether any
-// loop has subscribers. It takes interestMu, never Hub.mu while calling the
-// broker: the memory broker calls Deliver (which takes Hub.mu) while holding
-// its channel lock, and Subscribe takes that lock.
+// loop has subscribers. It runs on the worker pool only (a broker call may
+// block), takes interestMu, and never holds Hub.mu while calling the broker:
+// the memory broker calls Deliver (which takes Hub.mu) while holding its
+// channel lock, and Subscribe takes that lock.
 func (h *Hub) reconcile(name string) error {
 	h.interestMu.Lock()
 	defer h.interestMu.Unlock()
