@@ -42,12 +42,13 @@ func appendID(dst []byte, id json.RawMessage) []byte {
 	return append(dst, id...)
 }
 
-// appendAck appends {"op":"ack","id":..,"offset":..}; offset is omitted when
-// zero and recovered only when since was given.
-func appendAck(dst []byte, id json.RawMessage, offset uint64, recovered *bool) []byte {
+// appendAck appends {"op":"ack","id":..,"offset":..}; offset is present when
+// withOffset (subscribe and publish acks, where 0 is a real offset: an empty
+// channel) and recovered only when since was given.
+func appendAck(dst []byte, id json.RawMessage, withOffset bool, offset uint64, recovered *bool) []byte {
 	dst = append(dst, `{"op":"ack"`...)
 	dst = appendID(dst, id)
-	if offset > 0 {
+	if withOffset {
 		dst = append(dst, `,"offset":`...)
 		dst = strconv.AppendUint(dst, offset, 10)
 	}

@@ -192,7 +192,14 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 	if consumed > 0 {
 		_, _ = s.conn.Discard(consumed)
 	}
-	return !s.Flush() || s.state == StateClosed
+	ok := s.Flush()
+	if s.draining {
+		// A violation found in this read: its close frame was just
+		// written, so send the FIN now rather than at the next sweep (up to
+		// a quarter of the close timeout later) if the kernel took it all.
+		s.shutdownWrite()
+	}
+	return !ok || s.state == StateClosed
 }
 
 func (s *Session) handle(ev codec.Event) {
