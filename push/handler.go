@@ -53,6 +53,18 @@ type client struct {
 	tokens float64 // publish rate limiter bucket
 	refill int64   // unix nanoseconds of the last refill
 	reply  []byte  // scratch for encoding replies
+	// publishing is set while one publish is with the broker; later ones
+	// wait in queued, so a connection's publications keep the order it
+	// sent them in (the worker pool would otherwise race them).
+	publishing bool
+	queued     []pendingPublish
+}
+
+// pendingPublish is a checked publish waiting for the one in flight.
+type pendingPublish struct {
+	id      json.RawMessage
+	channel string
+	data    []byte
 }
 
 // Authorize checks the token (when a secret is configured) before the
@@ -183,7 +195,7 @@ func (h *Handler) subscribe(s *session.Session, c *client, req *request) {
 		if since != nil {
 			rec = &res.Recovered
 		}
-		c.reply = appendAck(c.reply[:0], id, res.Offset, rec)
+		c.reply = appendAck(c.reply[:0], id, true, res.Offset, rec)
 		s.Send(ws.OpText, c.reply)
 	})
 	if sub != nil {
@@ -203,7 +215,7 @@ func (h *Handler) unsubscribe(s *session.Session, c *client, req *request) {
 	}
 	h.cfg.Hub.Unsubscribe(sub)
 	delete(c.subs, req.Channel)
-	c.reply = appendAck(c.reply[:0], req.ID, 0, nil)
+	c.reply = appendAck(c.reply[:0], req.ID, false, 0, nil)
 	s.Send(ws.OpText, c.reply)
 }
 
@@ -224,21 +236,40 @@ func (h *Handler) publish(s *session.Session, c *client, req *request) {
 		h.replyError(s, c, req.ID, CodeRateLimited, "publish rate limit exceeded")
 		return
 	}
-	id, channel, data := req.ID, req.Channel, []byte(req.Data)
+	p := pendingPublish{id: req.ID, channel: req.Channel, data: []byte(req.Data)}
+	if c.publishing {
+		c.queued = append(c.queued, p)
+		return
+	}
+	c.publishing = true
+	h.startPublish(s, c, p)
+}
+
+// startPublish hands p to the broker off the loop; its reply is sent on the
+// loop, which then starts the next queued publish. Must run on s's loop.
+func (h *Handler) startPublish(s *session.Session, c *client, p pendingPublish) {
 	h.cfg.Hub.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.PublishTimeout)
 		defer cancel()
-		off, err := h.cfg.Broker.Publish(ctx, channel, data)
+		off, err := h.cfg.Broker.Publish(ctx, p.channel, p.data)
 		_ = s.Loop().Exec(func() {
 			if err != nil {
-				h.replyError(s, c, id, CodeUnavailable, "publish failed: "+err.Error())
+				h.replyError(s, c, p.id, CodeUnavailable, "publish failed: "+err.Error())
 			} else {
-				c.reply = appendAck(c.reply[:0], id, off, nil)
+				c.reply = appendAck(c.reply[:0], p.id, true, off, nil)
 				s.Send(ws.OpText, c.reply)
 			}
 			if !s.Flush() {
 				s.Abort()
 			}
+			if len(c.queued) == 0 {
+				c.publishing = false
+				return
+			}
+			next := c.queued[0]
+			c.queued[0] = pendingPublish{}
+			c.queued = c.queued[1:]
+			h.startPublish(s, c, next)
 		})
 	})
 }
