@@ -2,6 +2,7 @@ package codec
 
 import (
 	"encoding/binary"
+	"math"
 
 	"github.com/gobwas/ws"
 	"github.com/valyala/bytebufferpool"
@@ -138,10 +139,14 @@ func (d *Decoder) Next(in []byte) (ev Event, n int, err error) {
 			d.utf8 = utf8Accept
 			d.msgLen = 0
 		}
-		d.msgLen += h.Length
-		if d.MaxMessageSize > 0 && d.msgLen > d.MaxMessageSize {
+		// Compare with what is left of the budget instead of adding first:
+		// msgLen + a 64-bit length near 2^63 would wrap around to a negative
+		// total and let a fragmented message past the limit. msgLen never
+		// exceeds the limit, so the subtraction cannot overflow.
+		if limit := d.wireLimit(); limit > 0 && h.Length > limit-d.msgLen {
 			return Event{}, n, ErrMessageTooBig
 		}
+		d.msgLen += h.Length
 
 		// Fast path: a whole unfragmented message is in the input. It is
 		// unmasked in place and handed out without a copy.
@@ -163,6 +168,22 @@ func (d *Decoder) Next(in []byte) (ev Event, n int, err error) {
 			d.buf = messagePool.Get()
 		}
 	}
+}
+
+// wireLimit is the most payload bytes the message in progress may take on
+// the wire, zero for no limit. MaxMessageSize bounds a message after
+// inflation, and deflate makes incompressible data slightly larger (stored
+// blocks cost 5 bytes per 64 KiB; zlib bounds its output by n + n/4096 +
+// n/16384 + 13), so a compressed message may exceed the limit on the wire
+// by that much; inflate then enforces the exact limit.
+func (d *Decoder) wireLimit() int64 {
+	limit := d.MaxMessageSize
+	if limit > 0 && d.msgCompressed {
+		if slack := limit>>10 + 64; limit <= math.MaxInt64-slack {
+			limit += slack
+		}
+	}
+	return limit
 }
 
 // Reset drops any partial frame or message and returns pooled buffers. Call

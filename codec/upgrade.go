@@ -67,6 +67,15 @@ func ParseRequest(in []byte, scanned int, r *Request, opt ParseOptions) (n int, 
 	}
 	*r = Request{}
 	block := in[:end+2] // keep the last line's CRLF
+	// CR, LF and NUL may appear only as the CRLF that ends each line: RFC
+	// 9110 section 5.5 has a recipient reject CR, LF and NUL in a field
+	// value, and RFC 9112 section 2.2 a bare CR anywhere. Some proxies end
+	// lines at a bare LF, so accepting one would let a header hide another.
+	// (Counting single bytes is vectorised, cheaper than scanning each line.)
+	lines := bytes.Count(block, crlf)
+	if bytes.Count(block, cr) != lines || bytes.Count(block, lf) != lines || bytes.IndexByte(block, 0) >= 0 {
+		return 0, ErrMalformedRequest
+	}
 
 	line, rest := nextLine(block)
 	method, target, version := httphead.SplitRequestLine(line)
@@ -98,7 +107,12 @@ func ParseRequest(in []byte, scanned int, r *Request, opt ParseOptions) (n int, 
 			return 0, ErrMalformedRequest // obsolete line folding
 		}
 		k, v, ok := httphead.ParseHeaderLine(line)
-		if !ok {
+		// ParseHeaderLine trims the name, but RFC 9112 section 5.1 has a
+		// server answer whitespace between name and colon with 400 (proxies
+		// disagree on such lines; it is how request smuggling starts), and a
+		// name is at least one character. The line starts with the name (no
+		// folding, checked above), so the colon must follow it directly.
+		if !ok || len(k) == 0 || line[len(k)] != ':' {
 			return 0, ErrMalformedRequest
 		}
 		switch {
@@ -179,6 +193,8 @@ func (r *Request) negotiateDeflate(header []byte) {
 }
 
 var (
+	cr            = []byte("\r")
+	lf            = []byte("\n")
 	crlf          = []byte("\r\n")
 	crlfcrlf      = []byte("\r\n\r\n")
 	websocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
