@@ -53,26 +53,6 @@ func echoOnce(t *testing.T, c net.Conn, msg string) {
 	}
 }
 
-// readClose reads frames until a close frame and returns its code.
-func readClose(t *testing.T, c net.Conn, within time.Duration) ws.StatusCode {
-	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(within))
-	for {
-		h, err := ws.ReadHeader(c)
-		if err != nil {
-			t.Fatalf("waiting for close frame: %v", err)
-		}
-		p := make([]byte, h.Length)
-		if _, err := io.ReadFull(c, p); err != nil {
-			t.Fatalf("reading frame payload: %v", err)
-		}
-		if h.OpCode == ws.OpClose {
-			code, _ := ws.ParseCloseFrameData(p)
-			return code
-		}
-	}
-}
-
 // expectEOF asserts the server closes the TCP connection.
 func expectEOF(t *testing.T, c net.Conn, within time.Duration) {
 	t.Helper()

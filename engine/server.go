@@ -46,6 +46,8 @@ type Server struct {
 	booted chan struct{}
 	ran    chan error
 	start  sync.Once
+	stop   sync.Once // Shutdown and Stop stop the engine once
+	runErr error     // what gnet.Run returned
 
 	mu    sync.RWMutex // guards loops; taken for writing once per loop
 	loops map[gnet.EventLoop]*loop
@@ -311,11 +313,18 @@ func (s *Server) Shutdown(ctx context.Context, grace time.Duration) error {
 		case <-ctx.Done():
 		}
 	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := s.eng.Stop(stopCtx)
-	<-s.ran
-	return err
+	return s.stopEngine()
+}
+
+// stopEngine stops gnet once; later calls return the first call's error.
+func (s *Server) stopEngine() error {
+	s.stop.Do(func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.runErr = s.eng.Stop(stopCtx)
+		<-s.ran
+	})
+	return s.runErr
 }
 
 // goingAway returns a loop task that sends 1001 to 1/left of the loop's open
@@ -350,15 +359,13 @@ func goingAway(l *loop, left int) gnet.Runnable {
 }
 
 // Stop closes every connection without the close handshake and stops the
-// engine. Prefer Shutdown.
-func (s *Server) Stop(ctx context.Context) error {
+// engine. Prefer Shutdown. Calling it after Shutdown (or twice) is a no-op.
+func (s *Server) Stop(context.Context) error {
 	select {
 	case <-s.booted:
 	default:
 		return ErrNotStarted
 	}
 	s.draining.Store(true)
-	err := s.eng.Stop(ctx)
-	<-s.ran
-	return err
+	return s.stopEngine()
 }

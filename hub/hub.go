@@ -49,9 +49,10 @@ type Hub struct {
 	delivered     atomic.Int64 // frames written to subscribers
 	publications  atomic.Int64 // publications received from the broker
 
-	jobs    chan func()
-	stop    chan struct{}
-	workers sync.WaitGroup
+	jobs      chan func()
+	stop      chan struct{}
+	closeOnce sync.Once
+	workers   sync.WaitGroup
 }
 
 // channel is the set of loops with at least one subscriber.
@@ -121,10 +122,13 @@ func (h *Hub) Start() error {
 	return h.broker.Start(h.Deliver)
 }
 
-// Close stops the workers. The broker is closed by its owner.
+// Close stops the workers; later calls do nothing. The broker is closed by
+// its owner.
 func (h *Hub) Close() {
-	close(h.stop)
-	h.workers.Wait()
+	h.closeOnce.Do(func() {
+		close(h.stop)
+		h.workers.Wait()
+	})
 }
 
 func (h *Hub) work() {
@@ -387,10 +391,11 @@ func (h *Hub) removeLoop(name string, idx *loopIndex) {
 		}
 	}
 	if len(ch.loops) == 0 {
+		// The entry stays until the reconcile that Unsubscribe queues
+		// drops it under interestMu: deleting it here, while a reconcile
+		// may be inside broker.Subscribe, would orphan the interest that
+		// call registers.
 		ch.wanted = false
-		if !ch.inBroker {
-			delete(h.channels, name)
-		}
 	}
 }
 
@@ -409,7 +414,11 @@ func (h *Hub) reconcile(name string) error {
 		wanted, in = ch.wanted, ch.inBroker
 	}
 	h.mu.RUnlock()
-	if ch == nil || wanted == in {
+	if ch == nil {
+		return nil
+	}
+	if wanted == in {
+		h.dropIfUnused(name, ch)
 		return nil
 	}
 	var err error
@@ -423,9 +432,18 @@ func (h *Hub) reconcile(name string) error {
 	}
 	h.mu.Lock()
 	ch.inBroker = wanted
+	h.mu.Unlock()
+	h.dropIfUnused(name, ch)
+	return nil
+}
+
+// dropIfUnused forgets ch when no loop wants it and the broker holds no
+// interest for it. The caller holds interestMu, so no broker call for the
+// channel is in flight.
+func (h *Hub) dropIfUnused(name string, ch *channel) {
+	h.mu.Lock()
 	if !ch.wanted && !ch.inBroker && len(ch.loops) == 0 && h.channels[name] == ch {
 		delete(h.channels, name)
 	}
 	h.mu.Unlock()
-	return nil
 }

@@ -80,7 +80,7 @@ func (h *Handler) Authorize(s *session.Session, r *codec.Request) (int, string) 
 		}
 		c.id = id
 	}
-	c.tokens = h.cfg.PublishRate
+	c.tokens = max(h.cfg.PublishRate, 1) // a full bucket: the first publish is always allowed
 	c.refill = time.Now().UnixNano()
 	s.Value = c
 	return 0, ""

@@ -381,8 +381,8 @@ func (s *Session) Close(r CloseReason, reason string) {
 }
 
 // Flush writes what the session queued with one Write. It enforces the
-// write-buffer limit: when the bytes the connection already holds plus the
-// new ones exceed it, the queued bytes are dropped, a 1008 close frame is
+// write-buffer limit: when the connection already holds unsent bytes and
+// those plus the new ones exceed it, the queued bytes are dropped, a 1008 close frame is
 // attempted, the session is counted as a slow consumer and Flush returns
 // false: the engine must drop the connection.
 func (s *Session) Flush() (ok bool) {
@@ -397,7 +397,10 @@ func (s *Session) Flush() (ok bool) {
 			l.out = l.out[:0]
 		}
 	}()
-	if limit := l.Config.WriteBufferLimit; limit > 0 && s.conn.OutboundBuffered()+len(l.out) > limit {
+	// A connection with nothing pending always gets the write, however
+	// large (-max-message-size bounds what it can be); the limit catches
+	// connections whose unsent bytes pile up.
+	if limit := l.Config.WriteBufferLimit; limit > 0 && s.conn.OutboundBuffered() > 0 && s.conn.OutboundBuffered()+len(l.out) > limit {
 		l.Stats.SlowConsumers.Add(1)
 		s.reason = CloseSlowConsumer
 		var closeFrame [16]byte
