@@ -10,7 +10,7 @@ REPEATS     ?= 3
 BIN         := bin/herald
 PKGS        := ./...
 
-.PHONY: all build run test lint fmt vet staticcheck unit soak node-deps fuzz bench bench-peers clean
+.PHONY: all build run test lint fmt vet staticcheck unit soak node-deps browser-deps fuzz bench bench-peers clean
 
 all: build
 
@@ -22,7 +22,7 @@ run: build
 	./$(BIN) serve -echo
 
 ## test: formatting, vet, staticcheck, unit/integration tests under -race, then the soak pass
-test: lint node-deps unit soak
+test: lint node-deps browser-deps unit soak
 
 lint: fmt vet staticcheck
 
@@ -49,10 +49,15 @@ node-deps:
 		[ -d interop/node/node_modules ] || npm ci --prefix interop/node --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the Node interop test will skip (CI requires it)"; fi
 
+# Debian's Chromium for the browser test; the script is a no-op when it is
+# already installed and says so (without failing) when it cannot install.
+browser-deps:
+	@sh scripts/install-chromium.sh || echo "Chromium not installed: the browser tests will skip (CI requires them)"
+
 ## fuzz: every fuzz target for FUZZTIME each
 fuzz:
 	@for t in $$($(GO) test -list '^Fuzz' ./codec/ | grep '^Fuzz'); do \
-		echo "== $$t"; $(GO) test ./codec/ -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; \
+		echo "== $$t"; $(GO) test ./codec/ -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; \
 	done
 
 ## bench: codec and fan-out micro-benchmarks

@@ -122,6 +122,9 @@ func (s *Server) Start() error {
 				gnet.WithMulticore(true),
 				gnet.WithNumEventLoop(s.cfg.Loops),
 				gnet.WithReusePort(s.cfg.ReusePort),
+				// A restarted node must bind while its old connections sit in
+				// TIME_WAIT; net.Listen sets this, gnet does not by default.
+				gnet.WithReuseAddr(true),
 				gnet.WithTCPNoDelay(nodelay),
 				gnet.WithTicker(true),
 				gnet.WithLogger(gnetLogger{s.log}),

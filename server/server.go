@@ -123,12 +123,16 @@ func (n *Node) Start() error {
 		return fmt.Errorf("server: start broker: %w", err)
 	}
 	if err := n.engine.Start(); err != nil {
+		n.hub.Close()
+		_ = n.broker.Close()
 		return fmt.Errorf("server: client listener: %w", err)
 	}
 	if n.opts.APIAddr != "" {
 		ln, err := net.Listen("tcp", n.opts.APIAddr)
 		if err != nil {
 			_ = n.engine.Stop(context.Background())
+			n.hub.Close()
+			_ = n.broker.Close()
 			return fmt.Errorf("server: API listener: %w", err)
 		}
 		n.apiLn = ln

@@ -1,0 +1,105 @@
+// The demo page: follows one channel with herald.js and publishes through
+// the HTTP API of the server that serves this page.
+//
+// Elements tests rely on: #state and #sub-state (text and data-state),
+// #messages li[data-offset] with .offset and .data children (data is the
+// message's JSON), #recovered (text and data-count: recovered:false events).
+
+import { HeraldClient } from '../herald.js';
+
+const params = new URLSearchParams(location.search);
+const defaultWS = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.hostname}:8080/ws`;
+const wsURL = params.get('ws') || defaultWS;
+const channel = params.get('channel') || 'news';
+const numberParam = (name) => (params.has(name) ? Number(params.get(name)) : undefined);
+
+const $ = (id) => document.getElementById(id);
+const MAX_EVENTS = 50;
+
+$('ws-url').textContent = wsURL;
+$('channel').textContent = channel;
+
+function showState(el, state) {
+  el.textContent = state;
+  el.dataset.state = state;
+}
+
+function logEvent(text) {
+  const li = document.createElement('li');
+  li.textContent = `${new Date().toLocaleTimeString()} ${text}`;
+  const list = $('events');
+  list.prepend(li);
+  while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
+}
+
+function showError(text) {
+  $('last-error').textContent = text;
+  logEvent(`error: ${text}`);
+}
+
+const options = {};
+if (params.has('token')) options.token = params.get('token');
+for (const name of ['minDelay', 'maxDelay', 'pingInterval', 'pongTimeout']) {
+  const v = numberParam(name);
+  if (Number.isFinite(v) && v > 0) options[name] = v;
+}
+
+const client = new HeraldClient(wsURL, options);
+client.on('state', ({ state }) => showState($('state'), state));
+client.on('connected', ({ reconnected }) => logEvent(reconnected ? 'reconnected' : 'connected'));
+client.on('connecting', ({ code, reason }) => logEvent(`connection lost (${code}${reason ? ` ${reason}` : ''}), reconnecting`));
+client.on('disconnected', () => logEvent('disconnected'));
+client.on('error', ({ error }) => showError(`${error.code || error.name}: ${error.message}`));
+
+const sub = client.subscribe(channel);
+sub.on('state', ({ state }) => showState($('sub-state'), state));
+sub.on('subscribed', ({ offset, recovered, wasRecovering }) => {
+  logEvent(`subscribed at offset ${offset}${wasRecovering ? `, recovered: ${recovered}` : ''}`);
+});
+sub.on('missed', ({ since, offset }) => {
+  const el = $('recovered');
+  const count = Number(el.dataset.count) + 1;
+  el.dataset.count = String(count);
+  el.textContent = String(count);
+  logEvent(`missed messages between offsets ${since} and ${offset}`);
+});
+sub.on('unsubscribed', ({ code, reason }) => logEvent(`unsubscribed (${code}: ${reason})`));
+sub.on('error', ({ error }) => showError(`${error.code}: ${error.message}`));
+sub.on('message', ({ offset, data }) => {
+  const li = document.createElement('li');
+  li.dataset.offset = String(offset);
+  const off = document.createElement('span');
+  off.className = 'offset';
+  off.textContent = String(offset);
+  const body = document.createElement('code');
+  body.className = 'data';
+  body.textContent = JSON.stringify(data);
+  li.append(off, ' ', body);
+  $('messages').append(li);
+  $('last-offset').textContent = String(offset);
+});
+
+$('publish-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const raw = $('publish-data').value;
+  let data;
+  try {
+    data = JSON.parse(raw);
+  } catch {
+    data = raw; // plain text is published as a JSON string
+  }
+  const headers = { 'Content-Type': 'application/json' };
+  const key = $('api-key').value.trim();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const out = $('publish-result');
+  try {
+    const res = await fetch('/api/publish', { method: 'POST', headers, body: JSON.stringify({ channel, data }) });
+    const body = await res.json().catch(() => ({}));
+    out.textContent = res.ok ? `published at offset ${body.offset}` : `HTTP ${res.status}: ${body.error || res.statusText}`;
+  } catch (err) {
+    out.textContent = `request failed: ${err.message}`;
+  }
+});
+
+window.herald = { client, sub }; // for the console
+client.connect();
