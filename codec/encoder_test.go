@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -14,9 +15,16 @@ import (
 func readServerFrame(t *testing.T, b []byte) ws.Frame {
 	t.Helper()
 	r := bytes.NewReader(b)
-	f, err := ws.ReadFrame(r)
+	h, err := ws.ReadHeader(r)
 	if err != nil {
-		t.Fatalf("gobwas/ws cannot read % x...: %v", b[:min(len(b), 16)], err)
+		t.Fatalf("gobwas/ws cannot read the header of % x...: %v", b[:min(len(b), 16)], err)
+	}
+	if h.Length > int64(len(b)) {
+		t.Fatalf("header declares %d bytes, only %d given", h.Length, len(b))
+	}
+	f := ws.Frame{Header: h, Payload: make([]byte, h.Length)}
+	if _, err := io.ReadFull(r, f.Payload); err != nil {
+		t.Fatalf("payload: %v", err)
 	}
 	if r.Len() != 0 {
 		t.Fatalf("%d bytes left after the frame", r.Len())
