@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
@@ -24,14 +25,15 @@ type conn struct {
 }
 
 // dial opens a TCP connection from src (nil: any) to u and performs the
-// upgrade. The handshake is written by hand so that the generator's cost per
-// connection stays small and visible.
-func dial(u *url.URL, src net.IP, timeout time.Duration) (*conn, error) {
+// upgrade within timeout; ctx aborts the TCP connect. The handshake is
+// written by hand so that the generator's cost per connection stays small
+// and visible.
+func dial(ctx context.Context, u *url.URL, src net.IP, timeout time.Duration) (*conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	if src != nil {
 		d.LocalAddr = &net.TCPAddr{IP: src}
 	}
-	nc, err := d.Dial("tcp", u.Host)
+	nc, err := d.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
 		return nil, err
 	}
@@ -108,13 +110,28 @@ type frame struct {
 
 var errMaskedServerFrame = errors.New("loadtest: server sent a masked frame")
 
-// readFrame reads one server frame into buf (grown as needed).
+// readFrame reads one server frame into buf (grown as needed) through the
+// connection's buffered reader.
 func (c *conn) readFrame(buf []byte) (frame, []byte, error) {
 	if c.br == nil {
 		c.br = bufio.NewReaderSize(c.Conn, 4096)
 	}
+	return readFrameFrom(c.br, buf)
+}
+
+// readFrameExact reads one server frame without reading ahead of it, so
+// that whatever follows stays in the socket for the next owner (a gnet
+// loop). It costs three reads per frame: for handshakes only.
+func (c *conn) readFrameExact(buf []byte) (frame, []byte, error) {
+	if c.br != nil {
+		return readFrameFrom(c.br, buf)
+	}
+	return readFrameFrom(c.Conn, buf)
+}
+
+func readFrameFrom(r io.Reader, buf []byte) (frame, []byte, error) {
 	var hdr [10]byte
-	if _, err := io.ReadFull(c.br, hdr[:2]); err != nil {
+	if _, err := io.ReadFull(r, hdr[:2]); err != nil {
 		return frame{}, buf, err
 	}
 	f := frame{OpCode: ws.OpCode(hdr[0] & 0x0f), Fin: hdr[0]&0x80 != 0}
@@ -124,12 +141,12 @@ func (c *conn) readFrame(buf []byte) (frame, []byte, error) {
 	n := int(hdr[1] & 0x7f)
 	switch n {
 	case 126:
-		if _, err := io.ReadFull(c.br, hdr[2:4]); err != nil {
+		if _, err := io.ReadFull(r, hdr[2:4]); err != nil {
 			return f, buf, err
 		}
 		n = int(binary.BigEndian.Uint16(hdr[2:4]))
 	case 127:
-		if _, err := io.ReadFull(c.br, hdr[2:10]); err != nil {
+		if _, err := io.ReadFull(r, hdr[2:10]); err != nil {
 			return f, buf, err
 		}
 		n = int(binary.BigEndian.Uint64(hdr[2:10]))
@@ -138,7 +155,7 @@ func (c *conn) readFrame(buf []byte) (frame, []byte, error) {
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
-	if _, err := io.ReadFull(c.br, buf); err != nil {
+	if _, err := io.ReadFull(r, buf); err != nil {
 		return f, buf, err
 	}
 	f.Payload = buf

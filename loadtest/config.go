@@ -3,19 +3,24 @@ package loadtest
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // Config describes one run.
 type Config struct {
-	Scenario  string        // "connect" or "echo"
-	URL       string        // ws://host:port/path
-	Conns     int           // connections to open
+	Scenario string // "connect", "echo", "push" or "churn"
+	// URL is ws://host:port/path, or a comma-separated list of them
+	// (several server processes or cluster nodes): connections are spread
+	// over the list round-robin.
+	URL       string
+	Conns     int           // connections to open (churn: to keep open)
 	Rate      int           // connections opened per second; 0: as fast as possible
-	Duration  time.Duration // how long to hold (connect) or drive (echo) after set-up
+	Duration  time.Duration // how long to hold (connect) or drive (echo, push, churn) after set-up
 	Size      int           // echo: message size in bytes (>= 8)
 	InFlight  int           // echo: messages in flight per connection
 	SourceIPs []net.IP      // local addresses to spread connections over; empty: kernel's choice
@@ -25,8 +30,33 @@ type Config struct {
 	// Settle is how long connect waits after the last connection opens
 	// before it samples the server's memory.
 	Settle time.Duration
-	// Push configures the push scenario.
+	// Push configures the push scenario and the churn scenario's publisher.
 	Push PushConfig
+	// Churn configures the churn scenario.
+	Churn ChurnConfig
+	// Procs > 1 runs the connections in that many worker processes (see
+	// WorkerArgs) and merges their figures; SourceIPs are partitioned so
+	// that no two workers share an address.
+	Procs int
+	// WorkerArgs is the command that starts one worker process; empty
+	// means this executable with `loadtest -worker`. The command must call
+	// ReadAssignment and Assignment.Serve on its stdin and stdout.
+	WorkerArgs []string `json:"-"`
+	// Progress, when not nil, receives a one-line summary once per second:
+	// connections open, messages per second, p99 of the last interval.
+	Progress io.Writer `json:"-"`
+
+	urls          []*url.URL    // URL parsed
+	progressEvery time.Duration // tests shorten it; 0: one second
+}
+
+// ChurnConfig is the churn scenario's part of Config.
+type ChurnConfig struct {
+	// Rate is connections closed and opened per second.
+	Rate float64
+	// Stable is the fraction of Conns that is never churned (the
+	// subscribers whose deliveries are measured); default 0.5.
+	Stable float64
 }
 
 func (c *Config) defaults() error {
@@ -42,6 +72,12 @@ func (c *Config) defaults() error {
 	if c.InFlight == 0 {
 		c.InFlight = 1
 	}
+	if c.Procs == 0 {
+		c.Procs = 1
+	}
+	if c.Scenario == "churn" && c.Churn.Stable == 0 {
+		c.Churn.Stable = 0.5
+	}
 	switch {
 	case c.Conns <= 0:
 		return errors.New("loadtest: conns must be > 0")
@@ -51,15 +87,79 @@ func (c *Config) defaults() error {
 		return errors.New("loadtest: size must be >= 8 (a send timestamp rides in each message)")
 	case c.Rate < 0 || c.InFlight < 0:
 		return errors.New("loadtest: rate and in-flight must not be negative")
+	case c.Procs < 0 || c.Procs > c.Conns:
+		return fmt.Errorf("loadtest: procs must be between 1 and conns (%d)", c.Conns)
+	case c.Procs > 1 && len(c.SourceIPs) > 0 && len(c.SourceIPs) < c.Procs:
+		return fmt.Errorf("loadtest: %d source addresses cannot be split over %d processes", len(c.SourceIPs), c.Procs)
+	case c.Scenario == "churn" && c.Churn.Rate <= 0:
+		return errors.New("loadtest: churn needs a churn rate > 0")
+	case c.Churn.Stable < 0 || c.Churn.Stable > 1:
+		return errors.New("loadtest: the stable fraction must be between 0 and 1")
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil || u.Scheme != "ws" || u.Host == "" {
-		return fmt.Errorf("loadtest: url %q is not ws://host:port/path", c.URL)
+	urls, err := parseURLs(c.URL)
+	if err != nil {
+		return err
 	}
-	if c.Scenario == "push" && c.Push.APIURL == "" {
-		c.Push.APIURL = apiURLFrom(c.URL)
+	c.urls = urls
+	if c.Scenario == "push" || c.Scenario == "churn" {
+		if c.Push.APIURL == "" {
+			c.Push.APIURL = apiURLsFrom(urls)
+		}
+		return c.pushDefaults()
 	}
 	return nil
+}
+
+// urlOf is the URL of a part's local connection i: the run's URLs are
+// used round-robin by global connection number.
+func (c *Config) urlOf(sh share, i int) *url.URL {
+	return c.urls[sh.global(i)%len(c.urls)]
+}
+
+// parseURLs splits a comma-separated list of ws:// URLs.
+func parseURLs(s string) ([]*url.URL, error) {
+	var out []*url.URL
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		u, err := url.Parse(part)
+		if err != nil || u.Scheme != "ws" || u.Host == "" {
+			return nil, fmt.Errorf("loadtest: url %q is not ws://host:port/path", part)
+		}
+		out = append(out, u)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("loadtest: no url in %q", s)
+	}
+	return out, nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// HardDeadline is the longest a run of c may take: set-up (every
+// connection at Rate, or at no less than 1,000 per second, plus a dial
+// timeout and a margin for subscribing), Duration, and a drain margin. Run
+// gives up at this point, and `herald loadtest` exits shortly after.
+func (c Config) HardDeadline() time.Duration {
+	_ = c.defaults()
+	setup := c.DialTimeout + 30*time.Second
+	if c.Rate > 0 {
+		setup += time.Duration(float64(c.Conns) / float64(c.Rate) * float64(time.Second))
+	} else {
+		setup += time.Duration(c.Conns) * time.Millisecond
+	}
+	return setup + c.Duration + 30*time.Second
 }
 
 // ParseIPRange parses "127.0.0.2-127.0.0.254", a single address, or a
@@ -97,4 +197,59 @@ func ParseIPRange(s string) ([]net.IP, error) {
 
 func ipToU32(ip net.IP) uint32 {
 	return uint32(ip[0])<<24 | uint32(ip[1])<<16 | uint32(ip[2])<<8 | uint32(ip[3])
+}
+
+// PartitionIPs splits ips into n disjoint, contiguous parts whose sizes
+// differ by at most one, so that n processes never share a source
+// address. With no addresses every part is empty (the kernel chooses);
+// with fewer addresses than parts it fails.
+func PartitionIPs(ips []net.IP, n int) ([][]net.IP, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("loadtest: cannot split addresses into %d parts", n)
+	}
+	out := make([][]net.IP, n)
+	if len(ips) == 0 {
+		return out, nil
+	}
+	if len(ips) < n {
+		return nil, fmt.Errorf("loadtest: %d source addresses cannot be split over %d processes", len(ips), n)
+	}
+	start := 0
+	for i := range n {
+		size := len(ips) / n
+		if i < len(ips)%n {
+			size++
+		}
+		out[i] = ips[start : start+size : start+size]
+		start += size
+	}
+	return out, nil
+}
+
+// shareOf is how many of total items part i of n gets.
+func shareOf(total, i, n int) int {
+	s := total / n
+	if i < total%n {
+		s++
+	}
+	return s
+}
+
+// apiURLsFrom derives the API URLs (same host, port + 1) of a list of
+// WebSocket URLs, once per distinct host.
+func apiURLsFrom(urls []*url.URL) string {
+	var out []string
+	seen := map[string]bool{}
+	for _, u := range urls {
+		port, err := strconv.Atoi(u.Port())
+		if err != nil {
+			continue
+		}
+		a := "http://" + net.JoinHostPort(u.Hostname(), strconv.Itoa(port+1))
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return strings.Join(out, ",")
 }

@@ -1,9 +1,11 @@
 // Package loadtest is Herald's load generator, run as `herald loadtest`. It
 // opens real WebSocket connections from a spread of loopback source
-// addresses, drives a scenario against any RFC 6455 server, records
-// latencies in HdrHistograms and samples the server process's RSS and CPU
-// time from /proc, so that memory per connection and CPU per message are
-// measured, not guessed.
+// addresses to one or more servers, drives a scenario against any RFC 6455
+// server, records latencies in HdrHistograms and samples the server
+// process's RSS and CPU time from /proc, so that memory per connection and
+// CPU per message are measured, not guessed. It never listens and never
+// touches a server's internals: everything it knows arrives over the wire
+// or from /proc.
 //
 // Scenarios:
 //   - connect: open Conns connections at Rate per second, hold them for
@@ -12,8 +14,23 @@
 //   - echo: Conns connections each keep InFlight messages of Size bytes in
 //     flight against an echo endpoint for Duration; report throughput,
 //     round-trip percentiles and server CPU per echoed message.
+//   - push: Conns subscribers over Channels channels on a gnet client while
+//     the generator publishes through the HTTP API; report every lost,
+//     duplicated or reordered delivery and the time from the API call to
+//     the last subscriber.
+//   - churn: keep about Conns connections open while Churn.Rate of them a
+//     second are closed and replaced (subscribing on /ws); the stable
+//     fraction is never churned and, when the run publishes, its
+//     deliveries are measured as in push.
 //
-// Every run is bounded by Duration plus fixed set-up and drain limits, and
-// stops by itself. The client is deliberately small: an idle held
-// connection costs the generator one socket and no goroutine.
+// A run may be split over worker processes (Config.Procs), each with its
+// own range of source addresses and its own open-file limit; the parent
+// merges their histograms and counters into one Result with the same
+// formulas a single process uses, and alone publishes. Results can be held
+// to thresholds (ParseThresholds, Result.CheckThresholds).
+//
+// Every run is bounded by Duration plus set-up and drain limits
+// (Config.HardDeadline), and stops by itself. The client is deliberately
+// small: an idle held connection costs the generator one socket and no
+// goroutine.
 package loadtest

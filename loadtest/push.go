@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,60 +22,36 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
-// PushConfig is the push scenario's part of Config.
+// PushConfig is the push scenario's part of Config; the churn scenario's
+// publisher uses it too.
 type PushConfig struct {
-	APIURL   string  // http://host:port of the API listener
+	// APIURL is http://host:port of the API listener, or a comma-separated
+	// list of them: publications go to them round-robin (with a cluster,
+	// each publication can enter at a different node). Default: every -url
+	// host with its port + 1.
+	APIURL   string
 	APIKey   string  // bearer key for /api/publish
 	Channels int     // K: subscribers are spread over this many channels
-	Rate     float64 // publications per second, round-robin over channels
+	Rate     float64 // publications per second, round-robin over channels; push default 5, churn: 0 publishes nothing
 	Prefix   string  // channel name prefix
 	Loops    int     // client event loops; default 2
 	// BroadcastURL switches to peer mode: connections do not subscribe,
 	// publications are POSTed as raw JSON to this URL (a reference server's
-	// POST /broadcast) and arrive unwrapped; Channels is then 1.
+	// POST /broadcast; a comma-separated list is used round-robin) and
+	// arrive unwrapped; Channels is then 1.
 	BroadcastURL string
 }
 
-// publication is what the publisher knows of one message it published.
-type publication struct {
-	channel int
-	offset  uint64
-	sent    int64 // unix ns just before the API call
-	ok      bool
-	// filled by subscribers (atomically)
-	lastNs   atomic.Int64 // latest delivery latency, ns
-	received atomic.Int32
-}
-
-// subscriber is one subscribed connection, owned by a gnet client loop.
-type subscriber struct {
-	channel    int
-	last       uint64   // highest offset seen
-	seen       []uint64 // bitset over publication sequence numbers
-	dups       int
-	outOfOrder int
-	closed     bool
-}
-
-// pushRun is the shared state of a push run.
-type pushRun struct {
-	gnet.BuiltinEventEngine
-	cfg   Config
-	start int64
-
-	mu      sync.Mutex
-	pubs    []*publication
-	lat     *hdrhistogram.Histogram // every delivery
-	closes  int
-	maxPubs int
-}
-
-func runPush(ctx context.Context, cfg Config) (*Result, error) {
-	pc := cfg.Push
+// pushDefaults fills in the push settings of a push or churn run.
+func (c *Config) pushDefaults() error {
+	pc := &c.Push
+	if pc.Rate < 0 {
+		return fmt.Errorf("loadtest: publication rate must not be negative")
+	}
 	if pc.Channels <= 0 {
 		pc.Channels = 1
 	}
-	if pc.Rate <= 0 {
+	if c.Scenario == "push" && pc.Rate <= 0 {
 		pc.Rate = 5
 	}
 	if pc.Prefix == "" {
@@ -83,124 +62,367 @@ func runPush(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if pc.BroadcastURL != "" {
 		pc.Channels = 1
-	} else if pc.APIURL == "" {
-		return nil, fmt.Errorf("loadtest: push needs the API URL")
+	} else if publishes(*c) && pc.APIURL == "" {
+		return fmt.Errorf("loadtest: push needs the API URL")
 	}
-	cfg.Push = pc
-	r := &Result{Scenario: "push", URL: cfg.URL, Conns: cfg.Conns}
-	run := &pushRun{cfg: cfg, lat: newHistogram()}
-	run.maxPubs = int(pc.Rate*cfg.Duration.Seconds()) + 16
-	run.pubs = make([]*publication, 0, run.maxPubs)
+	return nil
+}
 
-	cli, err := gnet.NewClient(run, gnet.WithMulticore(true), gnet.WithNumEventLoop(pc.Loops), gnet.WithReadBufferCap(64<<10))
+// publishes reports whether a run of c publishes: push always, churn when
+// it has a publication rate and something to publish to.
+func publishes(c Config) bool {
+	switch c.Scenario {
+	case "push":
+		return true
+	case "churn":
+		return c.Push.Rate > 0 && (c.Push.BroadcastURL != "" || c.urls[0].Path == "/ws")
+	}
+	return false
+}
+
+// maxPubs bounds the publications of a run of c; every part sizes its
+// receipt accounting by it.
+func maxPubs(c Config) int {
+	if !publishes(c) {
+		return 0
+	}
+	return int(c.Push.Rate*c.Duration.Seconds()) + 16
+}
+
+// publication is what the publisher knows of one message it published.
+type publication struct {
+	channel int
+	offset  uint64
+	sent    int64 // unix ns just before the API call
+	ok      bool
+}
+
+// publisher calls the publish API at a fixed rate. It runs in the process
+// that drives the run; with worker processes, only the parent publishes.
+type publisher struct {
+	pc    PushConfig
+	urls  []string
+	max   int
+	bcast bool
+	mu    sync.Mutex
+	pubs  []*publication
+}
+
+func newPublisher(cfg Config) *publisher {
+	p := &publisher{pc: cfg.Push, max: maxPubs(cfg), bcast: cfg.Push.BroadcastURL != ""}
+	if p.bcast {
+		p.urls = splitList(cfg.Push.BroadcastURL)
+	} else {
+		for _, u := range splitList(cfg.Push.APIURL) {
+			p.urls = append(p.urls, strings.TrimRight(u, "/")+"/api/publish")
+		}
+	}
+	p.pubs = make([]*publication, 0, p.max)
+	return p
+}
+
+// run publishes every 1/Rate seconds from start for d and returns how many
+// calls failed. Publication seq goes to endpoint seq round-robin.
+func (p *publisher) run(ctx context.Context, start time.Time, d time.Duration) int {
+	pc := p.pc
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	interval := time.Duration(float64(time.Second) / pc.Rate)
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	var errs atomic.Int32
+	sem := make(chan struct{}, 64)
+	for seq := 0; seq < p.max && time.Now().Before(deadline) && ctx.Err() == nil; seq++ {
+		if wait := time.Until(start.Add(time.Duration(seq) * interval)); wait > 0 {
+			sleep(ctx, wait)
+		}
+		pub := &publication{channel: seq % pc.Channels}
+		p.mu.Lock()
+		p.pubs = append(p.pubs, pub)
+		p.mu.Unlock()
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			sent := time.Now().UnixNano()
+			off, err := p.call(ctx, client, p.urls[seq%len(p.urls)], seq, pub.channel, sent)
+			p.mu.Lock()
+			pub.sent = sent
+			if err == nil {
+				pub.offset, pub.ok = off, true
+			}
+			p.mu.Unlock()
+			if err != nil {
+				errs.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return int(errs.Load())
+}
+
+// call makes one publish request and returns the offset the server gave
+// it (peers give none: seq+1 stands in).
+func (p *publisher) call(ctx context.Context, client *http.Client, u string, seq, channel int, sent int64) (uint64, error) {
+	pc := p.pc
+	body := fmt.Sprintf(`{"channel":"%s-%d","data":{"seq":%d,"t":%d}}`, pc.Prefix, channel, seq, sent)
+	if p.bcast {
+		body = fmt.Sprintf(`{"seq":%d,"t":%d}`, seq, sent)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
 	if err != nil {
-		return nil, err
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if pc.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+pc.APIKey)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if p.bcast {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		if resp.StatusCode/100 != 2 {
+			return 0, fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		return uint64(seq) + 1, nil
+	}
+	var out struct {
+		Offset uint64 `json:"offset"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&out); err != nil {
+		return 0, err
+	}
+	return out.Offset, nil
+}
+
+// list returns a copy of the publications so far.
+func (p *publisher) list() []publication {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]publication, len(p.pubs))
+	for i, pub := range p.pubs {
+		out[i] = *pub
+	}
+	return out
+}
+
+// subscriber is one measured connection, owned by a gnet client loop.
+type subscriber struct {
+	channel    int
+	last       uint64   // highest offset seen
+	seen       []uint64 // bitset over publication sequence numbers
+	dups       int64
+	outOfOrder int64
+}
+
+// churned marks a connection of the churn pool in its gnet context: it is
+// read (so the server never sees it stall) but not measured.
+type churned struct{}
+
+// pushPart holds subscribed connections on a gnet client's event loops and
+// accounts for every delivery; with a churner it also churns part of them.
+type pushPart struct {
+	gnet.BuiltinEventEngine
+	cfg     Config
+	sh      share
+	m       *meter
+	maxPubs int
+	cli     *gnet.Client
+	stopCli sync.Once
+
+	p          *pool
+	opened     int
+	subs       []*subscriber
+	perChannel []int
+	recv       []atomic.Int32 // per publication: subscribers that got it
+	lastNs     []atomic.Int64 // per publication: latest delivery latency
+
+	mu     sync.Mutex
+	lat    *hdrhistogram.Histogram // first deliveries, µs
+	closes int
+
+	churn *churner // nil unless the scenario is churn
+}
+
+func newPushPart(cfg Config, sh share, m *meter) *pushPart {
+	n := maxPubs(cfg)
+	pp := &pushPart{
+		cfg:        cfg,
+		sh:         sh,
+		m:          m,
+		maxPubs:    n,
+		perChannel: make([]int, cfg.Push.Channels),
+		recv:       make([]atomic.Int32, n),
+		lastNs:     make([]atomic.Int64, n),
+		lat:        newHistogram(),
+	}
+	if cfg.Scenario == "churn" {
+		pp.churn = &churner{pp: pp, connect: newHistogram()}
+	}
+	return pp
+}
+
+// subscribes reports whether local connection i sends a subscribe: not in
+// peer mode, and in the churn scenario only on a /ws URL.
+func (pp *pushPart) subscribes(i int) bool {
+	if pp.cfg.Push.BroadcastURL != "" {
+		return false
+	}
+	return pp.cfg.Scenario == "push" || pp.urlOf(i).Path == "/ws"
+}
+
+func (pp *pushPart) urlOf(i int) *url.URL { return pp.cfg.urlOf(pp.sh, i) }
+
+func (pp *pushPart) channelOf(i int) int { return pp.sh.global(i) % pp.cfg.Push.Channels }
+
+func (pp *pushPart) channelName(i int) string {
+	return pp.cfg.Push.Prefix + "-" + strconv.Itoa(pp.channelOf(i))
+}
+
+func (pp *pushPart) setup(ctx context.Context) (int, error) {
+	cfg := pp.cfg
+	cli, err := gnet.NewClient(pp, gnet.WithMulticore(true), gnet.WithNumEventLoop(cfg.Push.Loops), gnet.WithReadBufferCap(64<<10), gnet.WithLogger(gnetLogger{}))
+	if err != nil {
+		return 0, fmt.Errorf("loadtest: client loops: %w", err)
 	}
 	if err := cli.Start(); err != nil {
-		return nil, err
+		return 0, fmt.Errorf("loadtest: client loops: %w", err)
 	}
-	defer func() { _ = cli.Stop() }()
-
+	pp.cli = cli
+	stable := cfg.Conns
+	if pp.churn != nil {
+		stable = int(math.Round(float64(cfg.Conns) * cfg.Churn.Stable))
+		pp.churn.rate = cfg.Churn.Rate
+		pp.churn.next = cfg.Conns
+	}
 	// Connect and subscribe with blocking sockets, then hand each socket to
 	// the client's event loops.
-	p := open(ctx, cfg)
-	p.fill(r)
-	subs := make([]*subscriber, 0, len(p.conns))
-	var subErrs int
-	for i, c := range p.conns {
-		s := &subscriber{channel: i % pc.Channels, seen: make([]uint64, (run.maxPubs+63)/64)}
-		if pc.BroadcastURL == "" { // peers' broadcast reaches everyone without a subscribe
-			if err := subscribe(c, pc.Prefix+"-"+strconv.Itoa(s.channel), i+1); err != nil {
-				subErrs++
-				if len(r.Errors) < 5 {
-					r.Errors = append(r.Errors, "subscribe: "+err.Error())
-				}
-				_ = c.Close()
-				continue
-			}
+	p := open(ctx, cfg, pp.sh, cfg.Conns, cfg.Rate, pp.m, false, func(c *conn, i int) error {
+		if !pp.subscribes(i) {
+			return nil
 		}
-		if _, err := cli.EnrollContext(c.Conn, s); err != nil {
-			subErrs++
+		return subscribe(c, pp.channelName(i), i+1)
+	})
+	pp.p = p
+	pp.opened = len(p.conns)
+	for k, c := range p.conns {
+		i := p.idx[k]
+		var ctx any = churned{}
+		var s *subscriber
+		if i < stable {
+			s = &subscriber{channel: pp.channelOf(i), seen: make([]uint64, (pp.maxPubs+63)/64)}
+			ctx = s
+		}
+		gc, err := cli.EnrollContext(c.Conn, ctx) // closes c.Conn: gnet owns a dup
+		if err != nil {
+			pp.opened--
+			p.failures++
+			p.errs.add("enroll", err)
+			pp.m.open.Add(-1)
 			continue
 		}
-		subs = append(subs, s)
-	}
-	p.conns = nil // ownership moved to gnet (EnrollContext closed the originals)
-	r.Failures += subErrs
-
-	var before procSample
-	if cfg.ServerPID > 0 {
-		if before, err = sampleProc(cfg.ServerPID); err != nil {
-			return nil, fmt.Errorf("loadtest: sample server: %w", err)
+		if s != nil {
+			pp.subs = append(pp.subs, s)
+			pp.perChannel[s.channel]++
+		} else {
+			pp.churn.queue = append(pp.churn.queue, gc)
+			pp.churn.pool++
 		}
 	}
-	run.start = time.Now().UnixNano()
-	pubErrs := run.publish(ctx)
-	// Let the last publications arrive.
-	sleep(ctx, time.Second)
-	var after procSample
-	if cfg.ServerPID > 0 {
-		after, _ = sampleProc(cfg.ServerPID)
-	}
-	elapsed := time.Duration(time.Now().UnixNano() - run.start)
+	p.conns, p.idx = nil, nil
+	return pp.opened, nil
+}
 
+func (pp *pushPart) drive(ctx context.Context, stop <-chan struct{}) {
+	if pp.churn != nil {
+		pp.churn.run(ctx, stop)
+	} else {
+		select {
+		case <-stop:
+		case <-ctx.Done():
+		}
+	}
 	// Tally on the loops' own state: stop them first.
-	_ = cli.Stop()
-	run.mu.Lock()
-	defer run.mu.Unlock()
-	var expected, delivered, lost, dups, ooo int64
-	perChannel := make([][]int, pc.Channels) // seq numbers per channel
-	for seq, pub := range run.pubs {
-		if pub.ok {
-			perChannel[pub.channel] = append(perChannel[pub.channel], seq)
+	pp.stop()
+}
+
+func (pp *pushPart) stop() {
+	pp.stopCli.Do(func() {
+		if pp.cli != nil {
+			_ = pp.cli.Stop()
+		}
+	})
+}
+
+func (pp *pushPart) close() { pp.stop() }
+
+func (pp *pushPart) report() *partReport {
+	r := pp.p.report()
+	r.Opened = pp.opened
+	pr := &pushReport{PerChannel: pp.perChannel}
+	n := 0
+	for i := range pp.recv {
+		if pp.recv[i].Load() > 0 {
+			n = i + 1
 		}
 	}
-	last := newHistogram()
-	for _, pub := range run.pubs {
-		if pub.ok && pub.received.Load() > 0 {
-			_ = last.RecordValue(max(pub.lastNs.Load()/1000, 1))
+	pr.Received = make([]int32, n)
+	pr.LastNs = make([]int64, n)
+	for i := range n {
+		pr.Received[i] = pp.recv[i].Load()
+		pr.LastNs[i] = pp.lastNs[i].Load()
+		r.Messages += int64(pr.Received[i])
+	}
+	for _, s := range pp.subs {
+		pr.Duplicates += s.dups
+		pr.OutOfOrder += s.outOfOrder
+	}
+	pp.mu.Lock()
+	pr.Closes = pp.closes
+	pr.Latency = exportHist(pp.lat)
+	pp.mu.Unlock()
+	r.Push = pr
+	if ch := pp.churn; ch != nil {
+		ch.mu.Lock()
+		r.Churn = &churnReport{
+			Stable:      len(pp.subs),
+			Pool:        ch.pool,
+			Connects:    ch.connects,
+			Disconnects: ch.disconnects,
+			Failures:    ch.failures,
+			Connect:     exportHist(ch.connect),
 		}
+		ch.mu.Unlock()
 	}
-	for _, s := range subs {
-		for _, seq := range perChannel[s.channel] {
-			expected++
-			if s.seen[seq/64]&(1<<(seq%64)) != 0 {
-				delivered++
-			} else {
-				lost++
-			}
-		}
-		dups += int64(s.dups)
-		ooo += int64(s.outOfOrder)
-	}
-	r.Push = &PushResult{
-		Subscribers:  len(subs),
-		Channels:     pc.Channels,
-		Publications: len(run.pubs),
-		PublishErrs:  pubErrs,
-		Expected:     expected,
-		Delivered:    delivered,
-		Lost:         lost,
-		Duplicates:   dups,
-		OutOfOrder:   ooo,
-		ServerCloses: run.closes,
-		Latency:      summarise(run.lat),
-		LastDelivery: summarise(last),
-	}
-	r.Messages = delivered
-	r.MsgsPerSec = float64(delivered) / elapsed.Seconds()
-	r.Seconds = elapsed.Seconds()
-	if cfg.ServerPID > 0 {
-		r.Server = usage(cfg.ServerPID, before, after)
-		if delivered > 0 {
-			r.Server.CPUPerMessage = r.Server.CPUSeconds * 1e6 / float64(delivered)
-		}
-	}
-	return r, nil
+	return r
+}
+
+// gnetLogger keeps gnet's chatter (it logs to stdout by default) out of
+// the generator's output: debug and info lines are dropped, the rest go to
+// slog's default logger.
+type gnetLogger struct{}
+
+func (gnetLogger) Debugf(string, ...any) {}
+func (gnetLogger) Infof(string, ...any)  {}
+func (gnetLogger) Warnf(f string, a ...any) {
+	slog.Warn(fmt.Sprintf(f, a...), "component", "gnet")
+}
+func (gnetLogger) Errorf(f string, a ...any) {
+	slog.Error(fmt.Sprintf(f, a...), "component", "gnet")
+}
+func (gnetLogger) Fatalf(f string, a ...any) {
+	slog.Error(fmt.Sprintf(f, a...), "component", "gnet")
 }
 
 // subscribe sends a subscribe frame and waits for its ack on the blocking
-// socket.
+// socket. It reads no further than the ack: messages published meanwhile
+// stay in the socket for the event loop that takes the connection over.
 func subscribe(c *conn, channel string, id int) error {
 	req := fmt.Sprintf(`{"op":"subscribe","channel":%q,"id":%d}`, channel, id)
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -210,7 +432,7 @@ func subscribe(c *conn, channel string, id int) error {
 	}
 	var buf []byte
 	for {
-		f, b, err := c.readFrame(buf)
+		f, b, err := c.readFrameExact(buf)
 		buf = b
 		if err != nil {
 			return err
@@ -230,74 +452,10 @@ func subscribe(c *conn, channel string, id int) error {
 	}
 }
 
-// publish calls the API at the configured rate for the run's duration and
-// returns how many calls failed.
-func (run *pushRun) publish(ctx context.Context) int {
-	pc := run.cfg.Push
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	u := pc.APIURL + "/api/publish"
-	if pc.BroadcastURL != "" {
-		u = pc.BroadcastURL
-	}
-	interval := time.Duration(float64(time.Second) / pc.Rate)
-	deadline := time.Now().Add(run.cfg.Duration)
-	var wg sync.WaitGroup
-	var errs atomic.Int32
-	sem := make(chan struct{}, 64)
-	for seq := 0; seq < run.maxPubs && time.Now().Before(deadline) && ctx.Err() == nil; seq++ {
-		due := time.Unix(0, run.start).Add(time.Duration(seq) * interval)
-		if d := time.Until(due); d > 0 {
-			sleep(ctx, d)
-		}
-		pub := &publication{channel: seq % pc.Channels}
-		run.mu.Lock()
-		run.pubs = append(run.pubs, pub)
-		run.mu.Unlock()
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			pub.sent = time.Now().UnixNano()
-			body := fmt.Sprintf(`{"channel":"%s-%d","data":{"seq":%d,"t":%d}}`, pc.Prefix, pub.channel, seq, pub.sent)
-			if pc.BroadcastURL != "" {
-				body = fmt.Sprintf(`{"seq":%d,"t":%d}`, seq, pub.sent)
-			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader([]byte(body)))
-			req.Header.Set("Content-Type", "application/json")
-			if pc.APIKey != "" {
-				req.Header.Set("Authorization", "Bearer "+pc.APIKey)
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				errs.Add(1)
-				return
-			}
-			defer resp.Body.Close()
-			var out struct {
-				Offset uint64 `json:"offset"`
-			}
-			if pc.BroadcastURL != "" {
-				if resp.StatusCode/100 != 2 {
-					errs.Add(1)
-					return
-				}
-				out.Offset = uint64(seq) + 1
-			} else if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&out) != nil {
-				errs.Add(1)
-				return
-			}
-			run.mu.Lock()
-			pub.offset, pub.ok = out.Offset, true
-			run.mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return int(errs.Load())
-}
-
-// OnTraffic parses every complete server frame buffered for a subscriber.
-func (run *pushRun) OnTraffic(c gnet.Conn) gnet.Action {
+// OnTraffic parses every complete server frame buffered for a connection.
+func (pp *pushPart) OnTraffic(c gnet.Conn) gnet.Action {
 	s, _ := c.Context().(*subscriber)
+	// in aliases the loop's inbound buffer and is valid only until Discard.
 	in, _ := c.Peek(-1)
 	now := time.Now().UnixNano()
 	consumed := 0
@@ -309,46 +467,50 @@ func (run *pushRun) OnTraffic(c gnet.Conn) gnet.Action {
 		consumed += n
 		switch op {
 		case ws.OpText:
-			run.onMessage(s, payload, now)
+			if s != nil {
+				pp.onMessage(s, payload, now)
+			}
 		case ws.OpPing:
 			_, _ = c.Write(appendClientFrame(nil, ws.OpPong, payload))
 		case ws.OpClose:
-			run.mu.Lock()
-			run.closes++
-			run.mu.Unlock()
+			pp.mu.Lock()
+			pp.closes++
+			pp.mu.Unlock()
 			_, _ = c.Discard(consumed)
 			return gnet.Close
 		}
 	}
-	_, _ = c.Discard(consumed)
+	// Discard(0) would drop everything buffered, a partial frame included.
+	if consumed > 0 {
+		_, _ = c.Discard(consumed)
+	}
 	return gnet.None
 }
 
-func (run *pushRun) onMessage(s *subscriber, p []byte, now int64) {
-	if s == nil {
-		return
+// OnClose counts the connection out of the progress line.
+func (pp *pushPart) OnClose(gnet.Conn, error) gnet.Action {
+	pp.m.open.Add(-1)
+	return gnet.None
+}
+
+// onMessage accounts for one message to s: a publication's first arrival
+// is a delivery, a second one a duplicate; an offset below the highest
+// seen is out of order. p aliases the loop's buffer.
+func (pp *pushPart) onMessage(s *subscriber, p []byte, now int64) {
+	seq, ok := jsonUint(p, `"seq":`)
+	if !ok {
+		return // not one of ours
 	}
-	seq := jsonUint(p, `"seq":`)
 	var offset uint64
 	switch {
 	case bytes.HasPrefix(p, []byte(`{"op":"message"`)):
-		offset = jsonUint(p, `"offset":`)
-	case bytes.HasPrefix(p, []byte(`{"seq":`)) && run.cfg.Push.BroadcastURL != "":
+		offset, _ = jsonUint(p, `"offset":`)
+	case bytes.HasPrefix(p, []byte(`{"seq":`)) && pp.cfg.Push.BroadcastURL != "":
 		offset = seq + 1 // peers have no offsets; publication order stands in
 	default:
 		return
 	}
-	sent := int64(jsonUint(p, `"t":`))
-	if offset <= s.last {
-		if offset == s.last {
-			s.dups++
-		} else {
-			s.outOfOrder++
-		}
-	} else {
-		s.last = offset
-	}
-	if seq >= uint64(len(s.seen)*64) {
+	if seq >= uint64(pp.maxPubs) {
 		return
 	}
 	if s.seen[seq/64]&(1<<(seq%64)) != 0 {
@@ -356,43 +518,116 @@ func (run *pushRun) onMessage(s *subscriber, p []byte, now int64) {
 		return
 	}
 	s.seen[seq/64] |= 1 << (seq % 64)
-	lat := now - sent
-	run.mu.Lock()
-	_ = run.lat.RecordValue(max(lat/1000, 1))
-	var pub *publication
-	if int(seq) < len(run.pubs) {
-		pub = run.pubs[seq]
+	if offset <= s.last {
+		s.outOfOrder++
+	} else {
+		s.last = offset
 	}
-	run.mu.Unlock()
-	if pub != nil {
-		pub.received.Add(1)
-		for {
-			old := pub.lastNs.Load()
-			if lat <= old || pub.lastNs.CompareAndSwap(old, lat) {
-				break
-			}
+	sent, _ := jsonUint(p, `"t":`)
+	lat := now - int64(sent)
+	us := max(lat/1000, 1)
+	pp.mu.Lock()
+	_ = pp.lat.RecordValue(us)
+	pp.mu.Unlock()
+	pp.m.record(us)
+	pp.m.msgs.Add(1)
+	pp.recv[seq].Add(1)
+	last := &pp.lastNs[seq]
+	for {
+		old := last.Load()
+		if lat <= old || last.CompareAndSwap(old, lat) {
+			break
 		}
 	}
 }
 
-// jsonUint reads the unsigned number after key in p (0 if absent).
-func jsonUint(p []byte, key string) uint64 {
+// fillPush tallies the parts' receipts against the publisher's list: a
+// publication the API acknowledged is expected once at every measured
+// subscriber of its channel.
+func (r *Result) fillPush(cfg Config, m *merged, pub *publisher, pubErrs int, elapsed time.Duration) {
+	if c := m.Churn; c != nil {
+		r.Churn = &ChurnResult{
+			Rate:        cfg.Churn.Rate,
+			Stable:      c.Stable,
+			Pool:        c.Pool,
+			Connects:    c.Connects,
+			Disconnects: c.Disconnects,
+			Failures:    c.Failures,
+			Connect:     summarise(m.churnConnect),
+		}
+		if s := elapsed.Seconds(); s > 0 {
+			r.Churn.ConnectsPerSec = float64(c.Connects) / s
+		}
+	}
+	if pub == nil || m.Push == nil {
+		return
+	}
+	mp := m.Push
+	subs := 0
+	for _, n := range mp.PerChannel {
+		subs += n
+	}
+	pubs := pub.list()
+	var expected, delivered int64
+	last := newHistogram()
+	for seq, p := range pubs {
+		if !p.ok {
+			continue
+		}
+		var want, got int64
+		if p.channel < len(mp.PerChannel) {
+			want = int64(mp.PerChannel[p.channel])
+		}
+		if seq < len(mp.Received) {
+			got = int64(mp.Received[seq])
+			if got > 0 {
+				_ = last.RecordValue(max(mp.LastNs[seq]/1000, 1))
+			}
+		}
+		expected += want
+		delivered += min(got, want)
+	}
+	r.Push = &PushResult{
+		Subscribers:  subs,
+		Channels:     cfg.Push.Channels,
+		Publications: len(pubs),
+		PublishErrs:  pubErrs,
+		Expected:     expected,
+		Delivered:    delivered,
+		Lost:         expected - delivered,
+		Duplicates:   mp.Duplicates,
+		OutOfOrder:   mp.OutOfOrder,
+		ServerCloses: mp.Closes,
+		Latency:      summarise(m.latency),
+		LastDelivery: summarise(last),
+	}
+	r.ErrorCount += int64(pubErrs)
+	r.Messages = delivered
+	if s := elapsed.Seconds(); s > 0 {
+		r.MsgsPerSec = float64(delivered) / s
+	}
+}
+
+// jsonUint reads the unsigned number after key in p.
+func jsonUint(p []byte, key string) (uint64, bool) {
 	i := bytes.Index(p, []byte(key))
 	if i < 0 {
-		return 0
+		return 0, false
 	}
 	var v uint64
+	digits := 0
 	for _, c := range p[i+len(key):] {
 		if c < '0' || c > '9' {
 			break
 		}
 		v = v*10 + uint64(c-'0')
+		digits++
 	}
-	return v
+	return v, digits > 0
 }
 
 // parseServerFrame parses one unmasked server frame; n == 0 means
-// incomplete.
+// incomplete. payload aliases b.
 func parseServerFrame(b []byte) (op ws.OpCode, payload []byte, n int) {
 	if len(b) < 2 {
 		return 0, nil, 0
@@ -416,18 +651,4 @@ func parseServerFrame(b []byte) (op ws.OpCode, payload []byte, n int) {
 		return 0, nil, 0
 	}
 	return op, b[h : h+l], h + l
-}
-
-// apiURLFrom derives http://host:8081 style API URLs from a ws URL when the
-// caller did not give one: same host, port + 1.
-func apiURLFrom(wsURL string) string {
-	u, err := url.Parse(wsURL)
-	if err != nil {
-		return ""
-	}
-	port, err := strconv.Atoi(u.Port())
-	if err != nil {
-		return ""
-	}
-	return "http://" + u.Hostname() + ":" + strconv.Itoa(port+1)
 }

@@ -50,12 +50,18 @@ type ServerUsage struct {
 
 // Result is every figure of a run; it is what -out writes as JSON.
 type Result struct {
-	Scenario    string       `json:"scenario"`
-	URL         string       `json:"url"`
-	Conns       int          `json:"conns"`
-	Opened      int          `json:"opened"`
-	Failures    int          `json:"failures"`
-	Errors      []string     `json:"errors,omitempty"` // first few distinct failures
+	Scenario string `json:"scenario"`
+	URL      string `json:"url"`
+	Procs    int    `json:"procs,omitempty"` // worker processes, when more than one
+	Conns    int    `json:"conns"`
+	Opened   int    `json:"opened"`
+	// Failures counts connections that did not open: TCP connect, upgrade
+	// or (push, churn) subscribe failed.
+	Failures int      `json:"failures"`
+	Errors   []string `json:"errors,omitempty"` // first few distinct errors
+	// ErrorCount counts every error of the run: Failures, churn failures,
+	// failed publish calls and errors on open connections.
+	ErrorCount  int64        `json:"error_count"`
 	ConnectRate float64      `json:"connect_rate_per_s"`
 	Connect     Percentiles  `json:"connect_latency"`
 	Messages    int64        `json:"messages,omitempty"`
@@ -64,6 +70,21 @@ type Result struct {
 	Seconds     float64      `json:"seconds"`
 	Server      *ServerUsage `json:"server,omitempty"`
 	Push        *PushResult  `json:"push,omitempty"`
+	Churn       *ChurnResult `json:"churn,omitempty"`
+	// Thresholds is every -assert threshold with its outcome.
+	Thresholds []ThresholdResult `json:"thresholds,omitempty"`
+}
+
+// ChurnResult holds the churn scenario's connection turnover.
+type ChurnResult struct {
+	Rate           float64     `json:"rate_per_s"`      // asked for
+	ConnectsPerSec float64     `json:"connects_per_s"`  // achieved
+	Stable         int         `json:"stable"`          // measured subscribers, never churned
+	Pool           int         `json:"pool"`            // churned connections open after set-up
+	Connects       int64       `json:"connects"`        // new connections opened (and subscribed)
+	Disconnects    int64       `json:"disconnects"`     // connections the churner closed
+	Failures       int64       `json:"failures"`        // new connections that failed
+	Connect        Percentiles `json:"connect_latency"` // of the new connections
 }
 
 // PushResult holds the push scenario's delivery accounting. Lost and
@@ -90,6 +111,9 @@ type PushResult struct {
 func (r *Result) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "scenario\t%s\t%s\n", r.Scenario, r.URL)
+	if r.Procs > 1 {
+		fmt.Fprintf(tw, "processes\t%d\n", r.Procs)
+	}
 	fmt.Fprintf(tw, "connections\t%d opened of %d, %d failed\n", r.Opened, r.Conns, r.Failures)
 	fmt.Fprintf(tw, "connect rate\t%.0f/s\n", r.ConnectRate)
 	fmt.Fprintf(tw, "connect time\tp50 %s  p99 %s  max %s\n", us(r.Connect.P50), us(r.Connect.P99), us(r.Connect.Max))
@@ -103,6 +127,10 @@ func (r *Result) WriteTable(w io.Writer) {
 		fmt.Fprintf(tw, "delivery latency\tp50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", us(p.Latency.P50), us(p.Latency.P90), us(p.Latency.P99), us(p.Latency.P999), us(p.Latency.Max))
 		fmt.Fprintf(tw, "to last subscriber\tp50 %s  p90 %s  p99 %s  max %s\n", us(p.LastDelivery.P50), us(p.LastDelivery.P90), us(p.LastDelivery.P99), us(p.LastDelivery.Max))
 	}
+	if c := r.Churn; c != nil {
+		fmt.Fprintf(tw, "churn\t%d connects (%.0f/s of %.0f/s asked), %d disconnects, %d failed; %d stable, %d churned\n", c.Connects, c.ConnectsPerSec, c.Rate, c.Disconnects, c.Failures, c.Stable, c.Pool)
+		fmt.Fprintf(tw, "churn connect time\tp50 %s  p99 %s  max %s\n", us(c.Connect.P50), us(c.Connect.P99), us(c.Connect.Max))
+	}
 	if s := r.Server; s != nil {
 		fmt.Fprintf(tw, "server rss\t%.1f MiB -> %.1f MiB\n", float64(s.RSSBefore)/(1<<20), float64(s.RSSAfter)/(1<<20))
 		if s.RSSPerConn > 0 {
@@ -113,8 +141,18 @@ func (r *Result) WriteTable(w io.Writer) {
 			fmt.Fprintf(tw, "server cpu/msg\t%.2f µs\n", s.CPUPerMessage)
 		}
 	}
+	if r.ErrorCount > 0 {
+		fmt.Fprintf(tw, "errors\t%d\n", r.ErrorCount)
+	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(tw, "error\t%s\n", e)
+	}
+	for _, t := range r.Thresholds {
+		verdict := "pass"
+		if !t.Pass {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(tw, "threshold\t%s  %s (%s)\n", t.Threshold, verdict, t.Observed)
 	}
 	_ = tw.Flush()
 }

@@ -1,7 +1,11 @@
 // Command peerbench runs Herald and its peers (nbio, gorilla/websocket,
 // coder/websocket, gobwas/ws), one server at a time, through the same
 // loadtest scenarios, repeats every measurement, and writes the medians
-// and ratios to benchmarks/RESULTS.md. `make bench-peers` runs it.
+// and ratios to benchmarks/RESULTS.md, with PNG charts (memory per
+// connection, echo and broadcast latency percentiles per server) in
+// benchmarks/charts that the report shows. `make bench-peers` runs it;
+// -from-json re-renders the report and charts from the raw results of an
+// earlier run without running anything.
 //
 // Each measurement starts a fresh server process, so one scenario's garbage
 // never counts against the next, and the repeats are interleaved across
@@ -55,14 +59,15 @@ func main() {
 		only    = flag.String("servers", "herald,nbio,gorilla,coder,gobwas", "servers to run")
 		scen    = flag.String("scenarios", "", "comma-separated scenario names to run (default all)")
 		srcIPs  = flag.String("source-ips", "127.0.0.2-127.0.0.254", "client source addresses")
+		charts  = flag.String("charts", "", "directory for the PNG charts the report shows (default: charts/ beside -results)")
+		rerun   = flag.Bool("from-json", false, "run nothing: render the report and charts from the raw JSON results already in -out")
 	)
 	flag.Parse()
 	log.SetFlags(log.Ltime)
+	if *charts == "" {
+		*charts = filepath.Join(filepath.Dir(*results), "charts")
+	}
 	bin := filepath.Join(*outDir, "bin")
-	must(os.MkdirAll(bin, 0o755))
-	build(bin)
-	ips, err := loadtest.ParseIPRange(*srcIPs)
-	must(err)
 
 	all := []server{
 		{"herald", filepath.Join(bin, "herald"), func(a, api string) []string {
@@ -97,11 +102,37 @@ func main() {
 		scenarios = keep
 	}
 
-	data := map[string]map[string][]measurement{} // scenario -> server -> repeats
-	for rep := 1; rep <= *repeats; rep++ {
+	var data map[string]map[string][]measurement // scenario -> server -> repeats
+	if *rerun {
+		var err error
+		data, *repeats, err = loadResults(*outDir, servers, scenarios)
+		must(err)
+	} else {
+		data = runAll(servers, scenarios, *outDir, *srcIPs, *repeats)
+	}
+	must(os.MkdirAll(*charts, 0o755))
+	cs, err := chartsFor(*charts, servers, scenarios, data)
+	must(err)
+	rel, err := filepath.Rel(filepath.Dir(*results), *charts)
+	must(err)
+	report := render(servers, scenarios, data, *repeats, cs, rel)
+	must(os.WriteFile(*results, []byte(report), 0o644))
+	log.Printf("wrote %s and %d charts in %s", *results, len(cs), *charts)
+}
+
+// runAll builds the servers and runs every scenario against each of them
+// repeats times, interleaved.
+func runAll(servers []server, scenarios []scenario, outDir, srcIPs string, repeats int) map[string]map[string][]measurement {
+	bin := filepath.Join(outDir, "bin")
+	must(os.MkdirAll(bin, 0o755))
+	build(bin)
+	ips, err := loadtest.ParseIPRange(srcIPs)
+	must(err)
+	data := map[string]map[string][]measurement{}
+	for rep := 1; rep <= repeats; rep++ {
 		for _, sc := range scenarios {
 			for _, s := range servers {
-				m, err := measure(s, sc, ips, *outDir, rep)
+				m, err := measure(s, sc, ips, outDir, rep)
 				if err != nil {
 					log.Printf("%s %s #%d: %v", sc.Name, s.Name, rep, err)
 					continue
@@ -114,9 +145,52 @@ func main() {
 			}
 		}
 	}
-	report := render(servers, scenarios, data, *repeats)
-	must(os.WriteFile(*results, []byte(report), 0o644))
-	log.Printf("wrote %s", *results)
+	return data
+}
+
+// loadResults reads the raw JSON results a previous run left in outDir
+// (<scenario>-<server>-<repeat>.json) and returns them as measurements and
+// the highest repeat number seen.
+func loadResults(outDir string, servers []server, scenarios []scenario) (map[string]map[string][]measurement, int, error) {
+	data := map[string]map[string][]measurement{}
+	repeats := 0
+	for _, sc := range scenarios {
+		for _, s := range servers {
+			files, err := filepath.Glob(filepath.Join(outDir, sc.Name+"-"+s.Name+"-*.json"))
+			if err != nil {
+				return nil, 0, err
+			}
+			sort.Strings(files)
+			for _, f := range files {
+				var rep int
+				if _, err := fmt.Sscanf(strings.TrimPrefix(filepath.Base(f), sc.Name+"-"+s.Name+"-"), "%d.json", &rep); err != nil {
+					continue // another scenario whose name extends this one
+				}
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return nil, 0, err
+				}
+				var res loadtest.Result
+				if err := json.Unmarshal(b, &res); err != nil {
+					return nil, 0, fmt.Errorf("%s: %w", f, err)
+				}
+				m, err := measurementOf(&res)
+				if err != nil {
+					log.Printf("%s: %v", f, err)
+					continue
+				}
+				if data[sc.Name] == nil {
+					data[sc.Name] = map[string][]measurement{}
+				}
+				data[sc.Name][s.Name] = append(data[sc.Name][s.Name], m)
+				repeats = max(repeats, rep)
+			}
+		}
+	}
+	if len(data) == 0 {
+		return nil, 0, fmt.Errorf("no results in %s", outDir)
+	}
+	return data, repeats, nil
 }
 
 func peerArgs(addr, _ string) []string { return []string{"-addr", addr} }
@@ -182,6 +256,12 @@ func measure(s server, sc scenario, ips []net.IP, outDir string, rep int) (measu
 	}
 	raw, _ := json.MarshalIndent(res, "", "  ")
 	_ = os.WriteFile(filepath.Join(outDir, fmt.Sprintf("%s-%s-%d.json", sc.Name, s.Name, rep)), raw, 0o644)
+	return measurementOf(res)
+}
+
+// measurementOf reads the figures the report uses from a run's result; a
+// run with failures, errors or lost deliveries measures nothing.
+func measurementOf(res *loadtest.Result) (measurement, error) {
 	if res.Failures > 0 || len(res.Errors) > 0 {
 		return nil, fmt.Errorf("%d failures: %v", res.Failures, res.Errors)
 	}
@@ -195,6 +275,7 @@ func measure(s server, sc scenario, ips []net.IP, outDir string, rep int) (measu
 			return nil, fmt.Errorf("%d lost, %d duplicated deliveries", p.Lost, p.Duplicates)
 		}
 		m["last_p50_ms"] = p.LastDelivery.P50 / 1000
+		m["last_p90_ms"] = p.LastDelivery.P90 / 1000
 		m["last_p99_ms"] = p.LastDelivery.P99 / 1000
 		m["last_max_ms"] = p.LastDelivery.Max / 1000
 		m["delivery_p99_ms"] = p.Latency.P99 / 1000
@@ -203,7 +284,9 @@ func measure(s server, sc scenario, ips []net.IP, outDir string, rep int) (measu
 	if res.RTT != nil {
 		m["msgs_per_s"] = res.MsgsPerSec
 		m["rtt_p50_ms"] = res.RTT.P50 / 1000
+		m["rtt_p90_ms"] = res.RTT.P90 / 1000
 		m["rtt_p99_ms"] = res.RTT.P99 / 1000
+		m["rtt_p999_ms"] = res.RTT.P999 / 1000
 	}
 	return m, nil
 }
@@ -246,12 +329,18 @@ func median(ms []measurement, key string) (float64, bool) {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2, true
 }
 
-func render(servers []server, scenarios []scenario, data map[string]map[string][]measurement, repeats int) string {
+func render(servers []server, scenarios []scenario, data map[string]map[string][]measurement, repeats int, cs []chart, chartDir string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmark results\n\nGenerated by `make bench-peers` (benchmarks/peerbench); do not edit by hand.\n\n")
 	fmt.Fprintf(&b, "- Date: %s\n- Machine: %s\n- Go: %s\n- Repeats: %d per measurement, interleaved across servers; figures are medians, ratios are the peer's median over Herald's from the same run.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), machine(), goVersion(), repeats)
 	fmt.Fprintf(&b, "Load generator and servers share the machine; server figures come from /proc/PID (RSS, utime+stime), so loopback kernel work done in the server's context is included.\n\n")
+	if len(cs) > 0 {
+		b.WriteString("## Charts\n\nMedians of the tables below.\n\n")
+		for _, c := range cs {
+			fmt.Fprintf(&b, "![%s](%s)\n\n", c.Title, filepath.ToSlash(filepath.Join(chartDir, c.File)))
+		}
+	}
 	for _, sc := range scenarios {
 		fmt.Fprintf(&b, "## %s\n\n%s\n\n", sc.Name, describe(sc))
 		fmt.Fprintf(&b, "| server | %s (%s) | vs Herald | other medians |\n|---|---:|---:|---|\n", sc.Metric, sc.Unit)
