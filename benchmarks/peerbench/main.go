@@ -38,6 +38,8 @@ type server struct {
 	Path string
 	// Herald publishes through its API; peers through POST /broadcast.
 	Herald bool
+	// Cluster runs three Herald nodes on an embedded NATS server.
+	Cluster bool
 }
 
 // scenario is one measurement and how to read its figure of merit.
@@ -46,17 +48,27 @@ type scenario struct {
 	Config loadtest.Config
 	Metric string // key in the metrics map
 	Unit   string
-	Lower  bool // lower is better
+	Lower  bool   // lower is better
+	Only   string // run against this server only (Herald-only figures)
 }
 
 type measurement map[string]float64
+
+// runsOn reports whether sc is measured on s: Herald-only scenarios on
+// their one server, the others on every single-process server.
+func (sc scenario) runsOn(s server) bool {
+	if sc.Only != "" {
+		return sc.Only == s.Name
+	}
+	return !s.Cluster
+}
 
 func main() {
 	var (
 		repeats = flag.Int("repeats", 3, "repeats of every measurement; medians are reported")
 		outDir  = flag.String("out", "benchmarks/out", "directory for binaries and raw JSON results")
 		results = flag.String("results", "benchmarks/RESULTS.md", "markdown report to write")
-		only    = flag.String("servers", "herald,nbio,gorilla,coder,gobwas", "servers to run")
+		only    = flag.String("servers", "herald,nbio,gorilla,coder,gobwas,herald-cluster", "servers to run")
 		scen    = flag.String("scenarios", "", "comma-separated scenario names to run (default all)")
 		srcIPs  = flag.String("source-ips", "127.0.0.2-127.0.0.254", "client source addresses")
 		charts  = flag.String("charts", "", "directory for the PNG charts the report shows (default: charts/ beside -results)")
@@ -72,11 +84,12 @@ func main() {
 	all := []server{
 		{"herald", filepath.Join(bin, "herald"), func(a, api string) []string {
 			return []string{"serve", "-echo", "-addr", a, "-api-addr", api, "-log-level", "warn", "-ping-interval", "0", "-idle-timeout", "0", "-max-message-size", "16MiB"}
-		}, "/echo", true},
-		{"nbio", filepath.Join(bin, "nbio"), peerArgs, "/ws", false},
-		{"gorilla", filepath.Join(bin, "gorilla"), peerArgs, "/ws", false},
-		{"coder", filepath.Join(bin, "coder"), peerArgs, "/ws", false},
-		{"gobwas", filepath.Join(bin, "gobwas"), peerArgs, "/ws", false},
+		}, "/echo", true, false},
+		{"nbio", filepath.Join(bin, "nbio"), peerArgs, "/ws", false, false},
+		{"gorilla", filepath.Join(bin, "gorilla"), peerArgs, "/ws", false, false},
+		{"coder", filepath.Join(bin, "coder"), peerArgs, "/ws", false, false},
+		{"gobwas", filepath.Join(bin, "gobwas"), peerArgs, "/ws", false, false},
+		{"herald-cluster", filepath.Join(bin, "herald"), nil, "/ws", true, true},
 	}
 	var servers []server
 	for _, s := range all {
@@ -85,12 +98,14 @@ func main() {
 		}
 	}
 	scenarios := []scenario{
-		{Name: "idle-10k", Config: loadtest.Config{Scenario: "connect", Conns: 10000, Duration: 4 * time.Second, Settle: 3 * time.Second}, Metric: "rss_per_conn", Unit: "B", Lower: true},
-		{Name: "idle-19k", Config: loadtest.Config{Scenario: "connect", Conns: 19000, Duration: 4 * time.Second, Settle: 3 * time.Second}, Metric: "rss_per_conn", Unit: "B", Lower: true},
+		{Name: "idle-10k", Config: loadtest.Config{Scenario: "connect", Conns: 10000, Duration: 4 * time.Second, Settle: 2 * time.Second}, Metric: "rss_per_conn", Unit: "B", Lower: true},
+		{Name: "idle-19k", Config: loadtest.Config{Scenario: "connect", Conns: 19000, Duration: 4 * time.Second, Settle: 2 * time.Second}, Metric: "rss_per_conn", Unit: "B", Lower: true},
 		{Name: "echo-100x64B", Config: loadtest.Config{Scenario: "echo", Conns: 100, Size: 64, InFlight: 8, Duration: 5 * time.Second}, Metric: "cpu_per_msg", Unit: "µs", Lower: true},
 		{Name: "echo-1000x1KiB", Config: loadtest.Config{Scenario: "echo", Conns: 1000, Size: 1024, InFlight: 1, Duration: 5 * time.Second}, Metric: "cpu_per_msg", Unit: "µs", Lower: true},
-		{Name: "broadcast-10k", Config: loadtest.Config{Scenario: "push", Conns: 10000, Duration: 10 * time.Second, Push: loadtest.PushConfig{Rate: 5}}, Metric: "last_p99_ms", Unit: "ms", Lower: true},
+		{Name: "broadcast-10k", Config: loadtest.Config{Scenario: "push", Conns: 10000, Duration: 8 * time.Second, Push: loadtest.PushConfig{Rate: 5}}, Metric: "last_p99_ms", Unit: "ms", Lower: true},
 		{Name: "connect-rate", Config: loadtest.Config{Scenario: "connect", Conns: 5000, Duration: time.Second, Settle: time.Second}, Metric: "connect_rate", Unit: "conns/s", Lower: false},
+		{Name: "broadcast-19k", Config: loadtest.Config{Scenario: "push", Conns: 19000, Duration: 8 * time.Second, Push: loadtest.PushConfig{Rate: 5}}, Metric: "last_p99_ms", Unit: "ms", Lower: true, Only: "herald"},
+		{Name: "cluster-push-30k", Config: loadtest.Config{Scenario: "push", Conns: 30000, Procs: 2, Duration: 10 * time.Second, Push: loadtest.PushConfig{Rate: 5, Channels: 3}}, Metric: "last_p99_ms", Unit: "ms", Lower: true, Only: "herald-cluster"},
 	}
 	if *scen != "" {
 		var keep []scenario
@@ -132,6 +147,9 @@ func runAll(servers []server, scenarios []scenario, outDir, srcIPs string, repea
 	for rep := 1; rep <= repeats; rep++ {
 		for _, sc := range scenarios {
 			for _, s := range servers {
+				if !sc.runsOn(s) {
+					continue
+				}
 				m, err := measure(s, sc, ips, outDir, rep)
 				if err != nil {
 					log.Printf("%s %s #%d: %v", sc.Name, s.Name, rep, err)
@@ -199,6 +217,7 @@ func build(bin string) {
 	abs, err := filepath.Abs(bin)
 	must(err)
 	run(".", "go", "build", "-o", filepath.Join(abs, "herald"), "./cmd/herald")
+	run(".", "go", "build", "-o", filepath.Join(abs, "natsd"), "./benchmarks/natsd")
 	for _, p := range []string{"nbio", "gorilla", "coder", "gobwas"} {
 		run("benchmarks/peers", "go", "build", "-o", filepath.Join(abs, p), "./"+p)
 	}
@@ -215,6 +234,9 @@ func run(dir, name string, args ...string) {
 
 // measure starts s, runs sc against it and stops it.
 func measure(s server, sc scenario, ips []net.IP, outDir string, rep int) (measurement, error) {
+	if s.Cluster {
+		return measureCluster(s, sc, ips, outDir, rep)
+	}
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -346,6 +368,9 @@ func render(servers []server, scenarios []scenario, data map[string]map[string][
 		fmt.Fprintf(&b, "| server | %s (%s) | vs Herald | other medians |\n|---|---:|---:|---|\n", sc.Metric, sc.Unit)
 		base, haveBase := median(data[sc.Name]["herald"], sc.Metric)
 		for _, s := range servers {
+			if !sc.runsOn(s) {
+				continue
+			}
 			ms := data[sc.Name][s.Name]
 			v, ok := median(ms, sc.Metric)
 			if !ok {
@@ -380,6 +405,9 @@ func describe(sc scenario) string {
 	case "echo":
 		return fmt.Sprintf("%d connections, %d-byte binary messages, %d in flight per connection, %v; server CPU time divided by echoed messages.", c.Conns, c.Size, c.InFlight, c.Duration)
 	case "push":
+		if sc.Only == "herald-cluster" {
+			return fmt.Sprintf("Three Herald nodes on one embedded NATS server (JetStream); %d subscribers spread over the nodes and %d channels, %.0f publications per second for %v, each through a different node's API; the load generator runs as %d processes. last_p99_ms is the p99 over publications of the time from the publish call to delivery at the last subscriber; server CPU is the first node's.", c.Conns, c.Push.Channels, c.Push.Rate, c.Duration, c.Procs)
+		}
 		return fmt.Sprintf("%d subscribers of one channel, %.0f publications per second for %v (Herald: POST /api/publish; peers: POST /broadcast). last_p99_ms is the p99 over publications of the time from the publish call to delivery at the last subscriber; cpu_per_delivery is server CPU (µs) per delivered message.", c.Conns, c.Push.Rate, c.Duration)
 	}
 	return ""
@@ -420,4 +448,80 @@ func must(err error) {
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+// measureCluster starts an embedded NATS server and three Herald nodes on
+// it, and runs sc across them: connections spread over the nodes, every
+// publication through a different node's API, the load generator in two
+// processes (one process cannot hold 30,000 sockets here). Server figures
+// are the first node's.
+func measureCluster(s server, sc scenario, ips []net.IP, outDir string, rep int) (measurement, error) {
+	natsAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	_, natsPort, _ := net.SplitHostPort(natsAddr)
+	var procs []*exec.Cmd
+	defer func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			_ = procs[i].Process.Signal(syscall.SIGKILL)
+			_ = procs[i].Wait()
+		}
+	}()
+	start := func(bin string, args ...string) (*exec.Cmd, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		procs = append(procs, cmd)
+		return cmd, nil
+	}
+	if _, err := start(filepath.Join(filepath.Dir(s.Bin), "natsd"), "-port", natsPort); err != nil {
+		return nil, err
+	}
+	if err := waitListening(natsAddr, 10*time.Second); err != nil {
+		return nil, err
+	}
+	var urls, apis []string
+	var first *exec.Cmd
+	for range 3 {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		api, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		cmd, err := start(s.Bin, "serve", "-addr", addr, "-api-addr", api, "-broker", "nats://"+natsAddr,
+			"-log-level", "warn", "-ping-interval", "0", "-idle-timeout", "0")
+		if err != nil {
+			return nil, err
+		}
+		if first == nil {
+			first = cmd
+		}
+		if err := waitListening(addr, 10*time.Second); err != nil {
+			return nil, err
+		}
+		urls = append(urls, "ws://"+addr+"/ws")
+		apis = append(apis, "http://"+api)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cfg := sc.Config
+	cfg.URL = strings.Join(urls, ",")
+	cfg.Push.APIURL = strings.Join(apis, ",")
+	cfg.ServerPID = first.Process.Pid
+	cfg.SourceIPs = ips
+	cfg.WorkerArgs = []string{s.Bin, "loadtest", loadtest.WorkerFlag}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := loadtest.Run(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := json.MarshalIndent(res, "", "  ")
+	_ = os.WriteFile(filepath.Join(outDir, fmt.Sprintf("%s-%s-%d.json", sc.Name, s.Name, rep)), raw, 0o644)
+	return measurementOf(res)
 }
