@@ -322,3 +322,34 @@ func TestNATSOutage(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+// TestInterestFollowsLocalSubscribers: a node holds a NATS subscription for
+// a channel only while it has local subscribers of it.
+func TestInterestFollowsLocalSubscribers(t *testing.T) {
+	ns := startNATS(t)
+	a := startNode(t, ns, 10)
+	base := ns.srv.NumSubscriptions()
+	waitSubs := func(want uint32) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for ns.srv.NumSubscriptions() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("NATS holds %d subscriptions, want %d", ns.srv.NumSubscriptions(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	c1 := testutil.DialWS(t, a, "", nil)
+	c1.Send(`{"op":"subscribe","channel":"interest","id":1}`)
+	c1.ExpectAck(1)
+	waitSubs(base + 1)
+	c2 := testutil.DialWS(t, a, "", nil)
+	c2.Send(`{"op":"subscribe","channel":"interest","id":1}`)
+	c2.ExpectAck(1)
+	waitSubs(base + 1) // one NATS subscription per channel per node, not per client
+	c1.Send(`{"op":"unsubscribe","channel":"interest","id":2}`)
+	c1.ExpectAck(2)
+	waitSubs(base + 1)
+	_ = c2.Conn.Close() // the last local subscriber leaves by disconnecting
+	waitSubs(base)
+}

@@ -73,6 +73,7 @@ func main() {
 		srcIPs  = flag.String("source-ips", "127.0.0.2-127.0.0.254", "client source addresses")
 		charts  = flag.String("charts", "", "directory for the PNG charts the report shows (default: charts/ beside -results)")
 		rerun   = flag.Bool("from-json", false, "run nothing: render the report and charts from the raw JSON results already in -out")
+		micro   = flag.Bool("micro", true, "also run the codec and fan-out micro-benchmarks and include them")
 	)
 	flag.Parse()
 	log.SetFlags(log.Ltime)
@@ -131,6 +132,10 @@ func main() {
 	rel, err := filepath.Rel(filepath.Dir(*results), *charts)
 	must(err)
 	report := render(servers, scenarios, data, *repeats, cs, rel)
+	report += targets(data)
+	if *micro {
+		report += microBenchmarks()
+	}
 	must(os.WriteFile(*results, []byte(report), 0o644))
 	log.Printf("wrote %s and %d charts in %s", *results, len(cs), *charts)
 }
@@ -401,6 +406,9 @@ func describe(sc scenario) string {
 	c := sc.Config
 	switch c.Scenario {
 	case "connect":
+		if sc.Metric == "connect_rate" {
+			return fmt.Sprintf("%d connections opened (upgrade included) by 128 concurrent dialers as fast as the server accepts them; higher is better, so a ratio below 1.00x means the peer is slower.", c.Conns)
+		}
 		return fmt.Sprintf("%d idle connections held; server RSS after %v of settling minus RSS before, divided by connections.", c.Conns, c.Settle)
 	case "echo":
 		return fmt.Sprintf("%d connections, %d-byte binary messages, %d in flight per connection, %v; server CPU time divided by echoed messages.", c.Conns, c.Size, c.InFlight, c.Duration)
@@ -524,4 +532,68 @@ func measureCluster(s server, sc scenario, ips []net.IP, outDir string, rep int)
 	raw, _ := json.MarshalIndent(res, "", "  ")
 	_ = os.WriteFile(filepath.Join(outDir, fmt.Sprintf("%s-%s-%d.json", sc.Name, s.Name, rep)), raw, 0o644)
 	return measurementOf(res)
+}
+
+// targets checks the issue tracker's targets against this run's medians.
+func targets(data map[string]map[string][]measurement) string {
+	type check struct {
+		what             string
+		scenario, metric string
+		peer             string  // "" compares with limit alone
+		factor           float64 // Herald must be <= factor * peer (or limit)
+		limit            float64
+	}
+	checks := []check{
+		{"idle memory per connection at 10k: at most 1 KiB", "idle-10k", "rss_per_conn", "", 0, 1024},
+		{"idle memory per connection at 19k: at most 1 KiB", "idle-19k", "rss_per_conn", "", 0, 1024},
+		{"idle memory per connection below nbio's (10k)", "idle-10k", "rss_per_conn", "nbio", 1, 0},
+		{"idle memory per connection under a tenth of gorilla's (10k)", "idle-10k", "rss_per_conn", "gorilla", 0.1, 0},
+		{"server CPU per echoed message at most half of nbio's (100 x 64 B)", "echo-100x64B", "cpu_per_msg", "nbio", 0.5, 0},
+		{"broadcast to 10k: time to last delivery (p99) at most half of nbio's", "broadcast-10k", "last_p99_ms", "nbio", 0.5, 0},
+		{"broadcast to 10k: p99 under 40 ms", "broadcast-10k", "last_p99_ms", "", 0, 40},
+	}
+	var b strings.Builder
+	b.WriteString("## Targets\n\nEach target from the issue tracker, checked against this run's medians.\n\n| target | Herald | bound | met |\n|---|---:|---:|---|\n")
+	for _, c := range checks {
+		h, ok := median(data[c.scenario]["herald"], c.metric)
+		if !ok {
+			fmt.Fprintf(&b, "| %s | not measured | | |\n", c.what)
+			continue
+		}
+		bound := c.limit
+		if c.peer != "" {
+			p, ok := median(data[c.scenario][c.peer], c.metric)
+			if !ok {
+				fmt.Fprintf(&b, "| %s | %.2f | %s not measured | |\n", c.what, h, c.peer)
+				continue
+			}
+			bound = c.factor * p
+		}
+		met := "yes"
+		if h > bound {
+			met = "**no**"
+		}
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %s |\n", c.what, h, bound, met)
+	}
+	return b.String() + "\n"
+}
+
+// microBenchmarks runs the codec and fan-out benchmarks (allocations per
+// operation are the point) and returns them as a report section.
+func microBenchmarks() string {
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchmem", "-benchtime", "300ms", "-count", "1", "./codec", "./hub")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	var b strings.Builder
+	b.WriteString("## Micro-benchmarks\n\n`go test -bench . -benchmem ./codec ./hub`: the upgrade parser, frame decode and encode (0 allocs/op), permessage-deflate, UTF-8 validation, and the fan-out to N subscribers on one loop (allocs/op per publication, independent of N).\n\n```text\n")
+	if err != nil {
+		fmt.Fprintf(&b, "benchmarks failed: %v\n", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "Benchmark") || strings.HasPrefix(line, "cpu:") || strings.HasPrefix(line, "pkg:") {
+			b.WriteString(line + "\n")
+		}
+	}
+	b.WriteString("```\n")
+	return b.String()
 }
