@@ -12,6 +12,13 @@
 // buffer and written with one Write per flush.
 //
 // It never touches sockets directly: it sees only the Conn interface, which
-// gnet.Conn satisfies, and it never closes one. Methods report that the
-// connection must be dropped and the engine closes it.
+// gnet.Conn satisfies. Methods report that the connection must be dropped
+// and the engine closes it; the exceptions are Abort (a handler's task found
+// the session cannot be served, so it asks the connection to close itself,
+// asynchronously) and the shutdown(2) of the write side that follows the
+// close frame of a protocol violation, so the peer reads the close code and
+// an EOF while the session drains what the peer still sends.
+//
+// The handler hears OnClose exactly once, from Closed, after the engine has
+// dropped the connection; never from inside Flush or a fan-out.
 package session
