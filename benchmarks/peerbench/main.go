@@ -275,15 +275,7 @@ func measure(s server, sc scenario, ips []net.IP, outDir string, rep int) (measu
 	}
 	cfg.ServerPID = cmd.Process.Pid
 	cfg.SourceIPs = ips
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	res, err := loadtest.Run(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	raw, _ := json.MarshalIndent(res, "", "  ")
-	_ = os.WriteFile(filepath.Join(outDir, fmt.Sprintf("%s-%s-%d.json", sc.Name, s.Name, rep)), raw, 0o644)
-	return measurementOf(res)
+	return runAndSave(cfg, outDir, fmt.Sprintf("%s-%s-%d.json", sc.Name, s.Name, rep))
 }
 
 // measurementOf reads the figures the report uses from a run's result; a
@@ -523,15 +515,7 @@ func measureCluster(s server, sc scenario, ips []net.IP, outDir string, rep int)
 	cfg.ServerPID = first.Process.Pid
 	cfg.SourceIPs = ips
 	cfg.WorkerArgs = []string{s.Bin, "loadtest", loadtest.WorkerFlag}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	res, err := loadtest.Run(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	raw, _ := json.MarshalIndent(res, "", "  ")
-	_ = os.WriteFile(filepath.Join(outDir, fmt.Sprintf("%s-%s-%d.json", sc.Name, s.Name, rep)), raw, 0o644)
-	return measurementOf(res)
+	return runAndSave(cfg, outDir, fmt.Sprintf("%s-%s-%d.json", sc.Name, s.Name, rep))
 }
 
 // targets checks the issue tracker's targets against this run's medians.
@@ -596,4 +580,18 @@ func microBenchmarks() string {
 	}
 	b.WriteString("```\n")
 	return b.String()
+}
+
+// runAndSave runs one measurement (bounded by three minutes), keeps its raw
+// result as JSON in outDir and returns its figures.
+func runAndSave(cfg loadtest.Config, outDir, name string) (measurement, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := loadtest.Run(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := json.MarshalIndent(res, "", "  ")
+	_ = os.WriteFile(filepath.Join(outDir, name), raw, 0o644)
+	return measurementOf(res)
 }
