@@ -11,7 +11,10 @@ import (
 
 // Claims are the token claims Herald reads.
 type Claims struct {
-	Channels []string `json:"channels,omitempty"`
+	// omitzero, not omitempty: an empty, non-nil list (no public channel)
+	// must survive Mint; omitempty dropped it, so it came back as nil (any
+	// public channel).
+	Channels []string `json:"channels,omitzero"`
 	Publish  bool     `json:"publish,omitempty"`
 	jwt.RegisteredClaims
 }

@@ -39,6 +39,7 @@ type memChannel struct {
 	ring       []Publication // history, oldest at head
 	head, size int
 	interested bool
+	gone       bool // forgotten by the sweeper; look the channel up again
 }
 
 // NewMemory returns an in-memory broker.
@@ -76,16 +77,30 @@ func (m *Memory) channel(name string, create bool) *memChannel {
 	return ch
 }
 
+// lock returns the live channel called name, created if need be, with its
+// mutex held. The sweeper may forget a channel between the map lookup and
+// the lock; anything written to that channel would be lost (a publication
+// missing from history, interest that never gets deliveries), so look again.
+func (m *Memory) lock(name string) *memChannel {
+	for {
+		ch := m.channel(name, true)
+		ch.mu.Lock()
+		if !ch.gone {
+			return ch
+		}
+		ch.mu.Unlock()
+	}
+}
+
 // Publish assigns the next offset, records the publication in history and
 // delivers it if this node is interested.
 func (m *Memory) Publish(_ context.Context, channel string, data []byte) (uint64, error) {
 	if m.isClosed() {
 		return 0, ErrClosed
 	}
-	ch := m.channel(channel, true)
-	now := time.Now()
-	ch.mu.Lock()
+	ch := m.lock(channel)
 	defer ch.mu.Unlock()
+	now := time.Now()
 	ch.top++
 	p := Publication{Channel: channel, Offset: ch.top, Data: data, Time: now}
 	if n := len(ch.ring); n > 0 {
@@ -105,8 +120,7 @@ func (m *Memory) Publish(_ context.Context, channel string, data []byte) (uint64
 
 // Subscribe marks the channel as wanted by this node.
 func (m *Memory) Subscribe(channel string) error {
-	ch := m.channel(channel, true)
-	ch.mu.Lock()
+	ch := m.lock(channel)
 	ch.interested = true
 	ch.mu.Unlock()
 	return nil
@@ -125,8 +139,7 @@ func (m *Memory) Unsubscribe(channel string) error {
 // Recover reports the channel's top offset and, with history, the retained
 // publications after since that are younger than the TTL.
 func (m *Memory) Recover(_ context.Context, channel string, since uint64, history bool) (Recovery, error) {
-	ch := m.channel(channel, true)
-	ch.mu.Lock()
+	ch := m.lock(channel)
 	defer ch.mu.Unlock()
 	r := Recovery{Top: ch.top, Recovered: true}
 	if !history {
@@ -224,10 +237,11 @@ func (m *Memory) forgetIdle() {
 			newest := ch.ring[(ch.head+ch.size-1)%len(ch.ring)]
 			idle = !expired.IsZero() && newest.Time.Before(expired)
 		}
-		ch.mu.Unlock()
 		if idle {
+			ch.gone = true // under ch.mu, so lock sees it and looks again
 			delete(m.channels, name)
 		}
+		ch.mu.Unlock()
 	}
 }
 

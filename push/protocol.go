@@ -31,7 +31,9 @@ func validID(id json.RawMessage) bool {
 		return true
 	}
 	var n json.Number
-	return json.Unmarshal(id, &n) == nil && id[0] != '"'
+	// null unmarshals into an empty Number without error; it is not a
+	// number, so it is refused like a string.
+	return json.Unmarshal(id, &n) == nil && id[0] != '"' && n != ""
 }
 
 func appendID(dst []byte, id json.RawMessage) []byte {
