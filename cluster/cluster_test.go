@@ -353,3 +353,24 @@ func TestInterestFollowsLocalSubscribers(t *testing.T) {
 	_ = c2.Conn.Close() // the last local subscriber leaves by disconnecting
 	waitSubs(base)
 }
+
+// TestRecoveredFalseAfterHistoryExpired: once every message of a channel
+// has expired, a client whose since points into that lost history is told
+// it missed messages.
+func TestRecoveredFalseAfterHistoryExpired(t *testing.T) {
+	ns := startNATS(t)
+	b, err := natsbroker.New(natsbroker.Config{URLs: ns.url(), HistorySize: 100, HistoryTTL: time.Second, Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := testutil.StartNode(t, testutil.NodeOptions{Broker: b})
+	since := testutil.Publish(t, n, "short", 1)
+	for i := range 3 {
+		testutil.Publish(t, n, "short", i+2)
+	}
+	time.Sleep(2500 * time.Millisecond) // past the stream's MaxAge
+	_, ack := listen(t, n, "short", &since)
+	if ack.Recovered == nil || *ack.Recovered {
+		t.Fatalf("subscribe ack %s: want recovered:false after the history expired", ack.Raw)
+	}
+}

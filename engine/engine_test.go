@@ -366,3 +366,33 @@ func TestUnknownRouteAndNoRoutes(t *testing.T) {
 		t.Fatalf("got %q, want 404", resp)
 	}
 }
+
+// TestHandshakeTimeoutRunsFromAccept: a client trickling its upgrade one
+// byte at a time (slowloris) is cut off at the handshake timeout, however
+// often it sends.
+func TestHandshakeTimeoutRunsFromAccept(t *testing.T) {
+	srv := testutil.Start(t, testutil.Options{HandshakeTimeout: time.Second})
+	c, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	req := "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nX-Pad: " + strings.Repeat("a", 200)
+	for i := 0; i < len(req); i++ {
+		if _, err := c.Write([]byte{req[i]}); err != nil {
+			break // closed by the server
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("still upgrading after 5 s with a 1 s handshake timeout")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("the trickle was never cut off")
+	}
+	expectEOF(t, c, 5*time.Second)
+	if got := srv.Stats().HandshakeTimeouts.Load(); got != 1 {
+		t.Fatalf("HandshakeTimeouts = %d, want 1", got)
+	}
+}

@@ -53,12 +53,50 @@ type Server struct {
 	loops map[gnet.EventLoop]*loop
 }
 
-// loop is one event loop's connection list. Only that loop's goroutine
-// touches it (in gnet callbacks and Execute tasks).
+// loop is one event loop's connection list and task inbox. Only that
+// loop's goroutine touches conns (in gnet callbacks and tasks); any
+// goroutine may add to the inbox.
 type loop struct {
 	el    gnet.EventLoop
 	state *session.Loop
 	conns []*conn
+
+	// The inbox keeps tasks in the order they were given. gnet's Execute
+	// does not: past 1,024 queued tasks it spills into a second queue and
+	// later tasks can overtake earlier ones, which would reorder a
+	// channel's publications. One Execute drains the whole inbox.
+	inboxMu   sync.Mutex
+	inbox     []func()
+	scheduled bool     // a drain is queued with gnet
+	spare     []func() // the previous batch's backing array; loop goroutine only
+}
+
+// exec runs f on the loop after every function given before it.
+func (l *loop) exec(f func()) error {
+	l.inboxMu.Lock()
+	l.inbox = append(l.inbox, f)
+	if l.scheduled {
+		l.inboxMu.Unlock()
+		return nil
+	}
+	l.scheduled = true
+	l.inboxMu.Unlock()
+	return l.el.Execute(context.Background(), gnet.RunnableFunc(l.drain))
+}
+
+// drain runs on the loop: every queued function, in order.
+func (l *loop) drain(context.Context) error {
+	l.inboxMu.Lock()
+	batch := l.inbox
+	l.inbox = l.spare[:0]
+	l.scheduled = false
+	l.inboxMu.Unlock()
+	for i, f := range batch {
+		f()
+		batch[i] = nil
+	}
+	l.spare = batch[:0]
+	return nil
 }
 
 // conn is a session plus the engine's bookkeeping for it.
@@ -186,12 +224,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	defer s.mu.Unlock()
 	if l = s.loops[el]; l == nil {
 		l = &loop{el: el}
-		l.state = session.NewLoop(&s.cfg.Session, &s.stats, func(f func()) error {
-			return el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-				f()
-				return nil
-			}))
-		})
+		l.state = session.NewLoop(&s.cfg.Session, &s.stats, l.exec)
 		s.loops[el] = l
 	}
 	return l
@@ -210,11 +243,13 @@ func (s *Server) loopList() []*loop {
 // OnOpen admits a connection or refuses it with 503 when the server is at
 // -max-conns or shutting down.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	if s.draining.Load() || (s.cfg.MaxConns > 0 && s.conns.Load() >= int64(s.cfg.MaxConns)) {
+	// Count first, then check, so loops admitting at the same moment
+	// cannot overshoot the limit together.
+	if n := s.conns.Add(1); s.draining.Load() || (s.cfg.MaxConns > 0 && n > int64(s.cfg.MaxConns)) {
+		s.conns.Add(-1)
 		s.stats.HandshakeRejects.Add(1)
 		return s.reject, gnet.Close
 	}
-	s.conns.Add(1)
 	l := s.loopOf(c.EventLoop())
 	e := &conn{gc: c, loop: l, slot: int32(len(l.conns))}
 	e.Init(c, l.state, time.Now())
@@ -306,6 +341,13 @@ func (s *Server) Shutdown(ctx context.Context, grace time.Duration) error {
 			case <-ctx.Done():
 				left = 1
 			}
+		}
+	}
+	// A deadline can cut the spreading short: whoever is still open gets
+	// its 1001 now.
+	if s.conns.Load() > 0 {
+		for _, l := range s.loopList() {
+			_ = l.el.Execute(context.Background(), goingAway(l, 1))
 		}
 	}
 	// Wait for the close handshakes (bounded by the close timeout, which

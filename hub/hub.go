@@ -12,6 +12,9 @@ import (
 	"github.com/herald-ws/herald/session"
 )
 
+// ErrBusy answers a subscribe when the broker work queue is full.
+var ErrBusy = errors.New("hub: server busy, try again")
+
 // ErrUnsubscribed answers a subscribe whose subscription was removed (by an
 // unsubscribe or the connection closing) before its history arrived.
 var ErrUnsubscribed = errors.New("hub: unsubscribed before the subscribe completed")
@@ -43,7 +46,9 @@ type Hub struct {
 	mu       sync.RWMutex // guards channels and each channel's loops
 	channels map[string]*channel
 
-	interestMu sync.Mutex // serialises broker Subscribe/Unsubscribe calls
+	// interestMu serialises broker Subscribe/Unsubscribe calls per channel
+	// (striped, so one slow channel does not hold up the others).
+	interestMu [64]sync.Mutex
 
 	subscriptions atomic.Int64
 	delivered     atomic.Int64 // frames written to subscribers
@@ -108,7 +113,7 @@ func New(cfg Config) *Hub {
 		broker:   cfg.Broker,
 		log:      cfg.Logger,
 		channels: map[string]*channel{},
-		jobs:     make(chan func(), 4096),
+		jobs:     make(chan func(), 1<<16),
 		stop:     make(chan struct{}),
 	}
 }
@@ -143,14 +148,16 @@ func (h *Hub) work() {
 	}
 }
 
-// Go runs job on the worker pool; it never blocks the caller. When the
-// queue is full the job gets a goroutine of its own rather than stalling an
-// event loop.
-func (h *Hub) Go(job func()) {
+// Go queues job for the worker pool and reports whether it was accepted;
+// it never blocks the caller. A full queue means the broker cannot keep up:
+// the caller answers its client with an error instead of piling up
+// goroutines.
+func (h *Hub) Go(job func()) bool {
 	select {
 	case h.jobs <- job:
+		return true
 	default:
-		go job()
+		return false
 	}
 }
 
@@ -197,12 +204,14 @@ func (h *Hub) Deliver(p broker.Publication) {
 	}
 	f := encode(p, h.cfg.Compression, h.cfg.CompressionMinSize, len(loops))
 	for _, idx := range loops {
-		if err := idx.loop.Exec(func() {
+		// An Exec error means the engine is stopping; whether the task
+		// still runs is then unknown, so the frame is not released here
+		// (releasing twice would hand it to the pool while in use). At
+		// worst it is left to the garbage collector.
+		_ = idx.loop.Exec(func() {
 			h.deliverOnLoop(idx, p, f)
 			f.release()
-		}); err != nil {
-			f.release() // the loop is shutting down
-		}
+		})
 	}
 }
 
@@ -213,10 +222,21 @@ func (h *Hub) deliverOnLoop(idx *loopIndex, p broker.Publication, f *sharedFrame
 		return
 	}
 	var sent int64
-	for _, sub := range sl.list {
+	// Backwards, with a bounds check: a write can find a peer gone, and
+	// gnet then closes the connection inside Write, whose OnClose
+	// unsubscribes it here, swapping the last entry into its slot (one we
+	// have already visited).
+	for i := len(sl.list) - 1; i >= 0; i-- {
+		if i >= len(sl.list) {
+			continue
+		}
+		sub := sl.list[i]
+		if sub.closed {
+			continue
+		}
 		if sub.pending {
 			if len(sub.held) >= h.cfg.MaxPending {
-				sub.sess.Abort()
+				sub.sess.Abort(session.CloseSlowConsumer)
 				continue
 			}
 			sub.held = append(sub.held, p)
@@ -228,7 +248,7 @@ func (h *Hub) deliverOnLoop(idx *loopIndex, p broker.Publication, f *sharedFrame
 		sub.last = p.Offset
 		sub.sess.SendFrame(f.frameFor(sub.sess.Deflate()))
 		if !sub.sess.Flush() {
-			sub.sess.Abort()
+			sub.sess.Abort(session.CloseSlowConsumer)
 			continue
 		}
 		sent++
@@ -269,7 +289,7 @@ func (h *Hub) Subscribe(s *session.Session, channelName string, since *uint64, a
 	// so they run on the worker pool. Interest is settled before the
 	// history is read: whatever is published after the read reaches this
 	// node live, and until then the subscription holds live messages back.
-	h.Go(func() {
+	accepted := h.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var rec broker.Recovery
@@ -277,22 +297,23 @@ func (h *Hub) Subscribe(s *session.Session, channelName string, since *uint64, a
 		if err == nil {
 			rec, err = h.broker.Recover(ctx, channelName, from, history)
 		}
-		if s.Loop().Exec(func() { h.finishSubscribe(sub, rec, err, history, ack) }) != nil {
-			return // the loop is shutting down
-		}
+		_ = s.Loop().Exec(func() { h.finishSubscribe(sub, rec, err, history, from, ack) })
 	})
+	if !accepted {
+		h.finishSubscribe(sub, broker.Recovery{}, ErrBusy, history, from, ack)
+	}
 	return sub
 }
 
 // finishSubscribe runs on the subscription's loop.
-func (h *Hub) finishSubscribe(sub *Subscription, rec broker.Recovery, err error, history bool, ack func(SubscribeResult)) {
+func (h *Hub) finishSubscribe(sub *Subscription, rec broker.Recovery, err error, history bool, since uint64, ack func(SubscribeResult)) {
 	if sub.closed {
 		ack(SubscribeResult{Err: ErrUnsubscribed})
 		// The ack's reply sits in the loop's shared output buffer: flush it
 		// now, or the next session to flush on this loop writes it into its
 		// own connection.
 		if !sub.sess.Flush() {
-			sub.sess.Abort()
+			sub.sess.Abort(session.ClosePolicy)
 		}
 		return
 	}
@@ -308,7 +329,10 @@ func (h *Hub) finishSubscribe(sub *Subscription, rec broker.Recovery, err error,
 	ack(SubscribeResult{Offset: rec.Top, Recovered: !history || rec.Recovered})
 	var buf []byte
 	if history {
-		sub.last = 0
+		// The client has everything up to since; a broker whose top is
+		// below it (history expired or reset) must not make the held live
+		// messages at or below since go out again.
+		sub.last = since
 		for _, p := range rec.Publications {
 			buf = h.sendOne(sub, p, buf)
 		}
@@ -321,7 +345,7 @@ func (h *Hub) finishSubscribe(sub *Subscription, rec broker.Recovery, err error,
 	}
 	sub.held = nil
 	if !s.Flush() {
-		s.Abort()
+		s.Abort(session.ClosePolicy)
 	}
 }
 
@@ -357,11 +381,14 @@ func (h *Hub) Unsubscribe(sub *Subscription) {
 		delete(idx.subs, sub.Channel)
 		h.removeLoop(sub.Channel, idx)
 		name := sub.Channel
-		h.Go(func() {
+		drop := func() {
 			if err := h.reconcile(name); err != nil {
 				h.log.Warn("broker unsubscribe", "channel", name, "err", err)
 			}
-		})
+		}
+		if !h.Go(drop) {
+			go drop() // must not be lost, or the node keeps the channel's traffic
+		}
 	}
 }
 
@@ -405,8 +432,9 @@ func (h *Hub) removeLoop(name string, idx *loopIndex) {
 // the memory broker calls Deliver (which takes Hub.mu) while holding its
 // channel lock, and Subscribe takes that lock.
 func (h *Hub) reconcile(name string) error {
-	h.interestMu.Lock()
-	defer h.interestMu.Unlock()
+	mu := &h.interestMu[stripe(name)]
+	mu.Lock()
+	defer mu.Unlock()
 	h.mu.RLock()
 	ch := h.channels[name]
 	var wanted, in bool
@@ -437,9 +465,19 @@ func (h *Hub) reconcile(name string) error {
 	return nil
 }
 
+// stripe picks the interest lock of a channel (FNV-1a).
+func stripe(name string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(name); i++ {
+		h ^= uint32(name[i])
+		h *= 16777619
+	}
+	return int(h % 64)
+}
+
 // dropIfUnused forgets ch when no loop wants it and the broker holds no
-// interest for it. The caller holds interestMu, so no broker call for the
-// channel is in flight.
+// interest for it. The caller holds the channel's interest lock, so no
+// broker call for the channel is in flight.
 func (h *Hub) dropIfUnused(name string, ch *channel) {
 	h.mu.Lock()
 	if !ch.wanted && !ch.inBroker && len(ch.loops) == 0 && h.channels[name] == ch {

@@ -60,6 +60,11 @@ type client struct {
 	queued     []pendingPublish
 }
 
+// maxQueuedPublishes bounds the publishes one connection may have waiting
+// behind the one in flight, so a stalled broker cannot make a pipelining
+// client grow server memory without bound.
+const maxQueuedPublishes = 64
+
 // pendingPublish is a checked publish waiting for the one in flight.
 type pendingPublish struct {
 	id      json.RawMessage
@@ -238,6 +243,10 @@ func (h *Handler) publish(s *session.Session, c *client, req *request) {
 	}
 	p := pendingPublish{id: req.ID, channel: req.Channel, data: []byte(req.Data)}
 	if c.publishing {
+		if len(c.queued) >= maxQueuedPublishes {
+			h.replyError(s, c, req.ID, CodeRateLimited, "too many publishes waiting for the broker")
+			return
+		}
 		c.queued = append(c.queued, p)
 		return
 	}
@@ -248,30 +257,34 @@ func (h *Handler) publish(s *session.Session, c *client, req *request) {
 // startPublish hands p to the broker off the loop; its reply is sent on the
 // loop, which then starts the next queued publish. Must run on s's loop.
 func (h *Handler) startPublish(s *session.Session, c *client, p pendingPublish) {
-	h.cfg.Hub.Go(func() {
+	done := func(off uint64, err error) { // on s's loop
+		if err != nil {
+			h.replyError(s, c, p.id, CodeUnavailable, "publish failed: "+err.Error())
+		} else {
+			c.reply = appendAck(c.reply[:0], p.id, true, off, nil)
+			s.Send(ws.OpText, c.reply)
+		}
+		if !s.Flush() {
+			s.Abort(session.ClosePolicy)
+		}
+		if len(c.queued) == 0 {
+			c.publishing = false
+			return
+		}
+		next := c.queued[0]
+		c.queued[0] = pendingPublish{}
+		c.queued = c.queued[1:]
+		h.startPublish(s, c, next)
+	}
+	accepted := h.cfg.Hub.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.PublishTimeout)
 		defer cancel()
 		off, err := h.cfg.Broker.Publish(ctx, p.channel, p.data)
-		_ = s.Loop().Exec(func() {
-			if err != nil {
-				h.replyError(s, c, p.id, CodeUnavailable, "publish failed: "+err.Error())
-			} else {
-				c.reply = appendAck(c.reply[:0], p.id, true, off, nil)
-				s.Send(ws.OpText, c.reply)
-			}
-			if !s.Flush() {
-				s.Abort()
-			}
-			if len(c.queued) == 0 {
-				c.publishing = false
-				return
-			}
-			next := c.queued[0]
-			c.queued[0] = pendingPublish{}
-			c.queued = c.queued[1:]
-			h.startPublish(s, c, next)
-		})
+		_ = s.Loop().Exec(func() { done(off, err) })
 	})
+	if !accepted {
+		done(0, hub.ErrBusy)
+	}
 }
 
 // allowPublish is a token bucket: rate per second, burst of max(rate, 1).

@@ -20,5 +20,8 @@
 // an EOF while the session drains what the peer still sends.
 //
 // The handler hears OnClose exactly once, from Closed, after the engine has
-// dropped the connection; never from inside Flush or a fan-out.
+// dropped the connection. That can happen inside Flush: when the kernel
+// reports the peer gone, gnet closes the connection inside Write, so a
+// handler iterating its own sessions (a fan-out) must tolerate entries
+// being removed while it iterates.
 package session

@@ -114,6 +114,7 @@ type Session struct {
 	opened   bool // reached StateOpen, so the handler must hear OnClose
 	draining bool // failed for a violation: discard input until the peer closes
 	finSent  bool // write side shut down after the lingering close frame
+	leftover uint16 // inbound bytes the last read left unconsumed (already counted)
 }
 
 // Init prepares s for a newly accepted connection.
@@ -145,13 +146,18 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 	if len(in) == 0 {
 		return s.state == StateClosed
 	}
-	s.loop.Stats.BytesIn.Add(int64(len(in)))
+	// Bytes left unconsumed by the previous read (a partial header or
+	// control frame, an incomplete upgrade) were counted then.
+	s.loop.Stats.BytesIn.Add(int64(len(in) - int(s.leftover)))
+	s.leftover = 0
 	if s.draining {
 		_, _ = s.conn.Discard(len(in))
 		s.shutdownWrite()
 		return false
 	}
-	if s.state != StateClosing {
+	// The handshake timeout runs from accept, not from the last byte, or
+	// a client trickling its upgrade would never time out (slowloris).
+	if s.state == StateOpen {
 		s.lastSeen = now.UnixNano()
 	}
 	s.pingSent = false
@@ -160,6 +166,7 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 	if s.state == StateHandshake {
 		n := s.upgrade(in)
 		if n == 0 && s.state == StateHandshake {
+			s.leftover = uint16(min(len(in), 0xffff))
 			return false // request incomplete; leave it buffered
 		}
 		consumed = n
@@ -192,8 +199,9 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 	if consumed > 0 {
 		_, _ = s.conn.Discard(consumed)
 	}
+	s.leftover = uint16(min(len(in)-consumed, 0xffff))
 	ok := s.Flush()
-	if s.draining {
+	if ok && s.draining {
 		// A violation found in this read: its close frame was just
 		// written, so send the FIN now rather than at the next sweep (up to
 		// a quarter of the close timeout later) if the kernel took it all.
@@ -472,10 +480,20 @@ func (s *Session) Closed() {
 	}
 }
 
-// Abort drops the connection without a close frame, for a handler that
-// found it cannot be served (Flush returned false). Safe on the loop.
-func (s *Session) Abort() {
-	s.finish(ClosePolicy)
+// Abort drops the connection for reason r, for a handler that found it
+// cannot be served: Flush returned false (the session is already closed and
+// r is ignored), or the handler gave up on it (a recovering subscriber too
+// far behind: CloseSlowConsumer). A close frame with r's code is attempted
+// when the session was still open. Must run on the session's loop.
+func (s *Session) Abort(r CloseReason) {
+	if s.state == StateOpen || s.state == StateClosing {
+		if r == CloseSlowConsumer {
+			s.loop.Stats.SlowConsumers.Add(1)
+		}
+		var frame [16]byte
+		_, _ = s.conn.Write(codec.AppendCloseFrame(frame[:0], r.code(), ""))
+	}
+	s.finish(r)
 	_ = s.conn.Close()
 }
 

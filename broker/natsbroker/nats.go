@@ -234,20 +234,32 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (uint
 // message is neither in the history it read nor delivered live.
 func (b *Broker) Subscribe(channel string) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if _, ok := b.subs[channel]; ok {
+		b.mu.Unlock()
 		return nil
 	}
+	// Live messages of every channel share one Go channel and one
+	// dispatcher, which keeps each channel's order. nats.go drops messages
+	// for a channel subscription that falls 64Ki behind; a client that
+	// misses one recovers it with since.
 	sub, err := b.nc.ChanSubscribe(livePrefix+subjectToken(channel), b.live)
 	if err != nil {
-		return fmt.Errorf("%w: subscribe %q: %v", broker.ErrUnavailable, channel, err)
-	}
-	_ = sub.SetPendingLimits(-1, -1)
-	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
-		_ = sub.Unsubscribe()
+		b.mu.Unlock()
 		return fmt.Errorf("%w: subscribe %q: %v", broker.ErrUnavailable, channel, err)
 	}
 	b.subs[channel] = sub
+	b.mu.Unlock()
+	// The round trip runs without the lock so that Publish, Ready and other
+	// channels' subscribes are not held up by it.
+	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
+		b.mu.Lock()
+		if b.subs[channel] == sub {
+			delete(b.subs, channel)
+		}
+		b.mu.Unlock()
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("%w: subscribe %q: %v", broker.ErrUnavailable, channel, err)
+	}
 	return nil
 }
 
@@ -286,7 +298,18 @@ func (b *Broker) Recover(ctx context.Context, channel string, since uint64, hist
 	default:
 		r.Top = last.Sequence
 	}
-	if !history || since >= r.Top {
+	if !history || since == r.Top {
+		return r, nil
+	}
+	if since > r.Top {
+		// The client saw a message the stream no longer holds for this
+		// channel (expired, or the stream was reset). Unless nothing after
+		// since has been removed from the stream, it may have missed some.
+		info, err := s.Info(ctx)
+		if err != nil {
+			return r, fmt.Errorf("%w: stream info: %v", broker.ErrUnavailable, err)
+		}
+		r.Recovered = since+1 >= info.State.FirstSeq && since <= info.State.LastSeq
 		return r, nil
 	}
 	for seq := since + 1; seq <= r.Top && len(r.Publications) < b.cfg.HistorySize; {
