@@ -109,11 +109,11 @@ type Session struct {
 	scanned  uint16 // bytes of the upgrade request already searched for its end
 	state    State
 	reason   CloseReason
-	deflate  bool // permessage-deflate negotiated
-	pingSent bool // a ping is outstanding since the last inbound bytes
-	opened   bool // reached StateOpen, so the handler must hear OnClose
-	draining bool // failed for a violation: discard input until the peer closes
-	finSent  bool // write side shut down after the lingering close frame
+	deflate  bool   // permessage-deflate negotiated
+	pingSent bool   // a ping is outstanding since the last inbound bytes
+	opened   bool   // reached StateOpen, so the handler must hear OnClose
+	draining bool   // failed for a violation: discard input until the peer closes
+	finSent  bool   // write side shut down after the lingering close frame
 	leftover uint16 // inbound bytes the last read left unconsumed (already counted)
 }
 
