@@ -127,12 +127,23 @@ func (h *Hub) Start() error {
 	return h.broker.Start(h.Deliver)
 }
 
-// Close stops the workers; later calls do nothing. The broker is closed by
-// its owner.
+// Close stops the workers; later calls do nothing. It waits at most two
+// seconds for a worker still inside a broker call (a clustered broker's
+// calls time out after ten), so a shutdown is not held up by an unreachable
+// NATS. The broker is closed by its owner.
 func (h *Hub) Close() {
 	h.closeOnce.Do(func() {
 		close(h.stop)
-		h.workers.Wait()
+		done := make(chan struct{})
+		go func() {
+			h.workers.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			h.log.Warn("hub: workers still busy with the broker at shutdown")
+		}
 	})
 }
 
