@@ -163,31 +163,10 @@ func (a *Assignment) Serve(ctx context.Context, in *bufio.Reader, out io.Writer)
 
 // reportProgress writes a progress line every ProgressEvery until stopped.
 func (a *Assignment) reportProgress(w *lineWriter, m *meter) (stop func()) {
-	every := a.ProgressEvery
-	if every <= 0 {
-		every = time.Second
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				b, _ := json.Marshal(progressReport{Open: m.open.Load(), Msgs: m.msgs.Load(), Interval: exportHist(m.takeInterval())})
-				_ = w.line("progress", b)
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-	}
+	return everyTick(a.ProgressEvery, func(time.Time) {
+		b, _ := json.Marshal(progressReport{Open: m.open.Load(), Msgs: m.msgs.Load(), Interval: exportHist(m.takeInterval())})
+		_ = w.line("progress", b)
+	})
 }
 
 // worker is the parent's handle on one worker process.

@@ -67,6 +67,25 @@ func (m *meter) takeInterval() *hdrhistogram.Histogram {
 // connections open, messages per second over the interval, and the
 // interval's p99. open and msgs report the current totals.
 func progressLine(w io.Writer, every time.Duration, open, msgs func() int64, interval func() *hdrhistogram.Histogram) (stop func()) {
+	start := time.Now()
+	last, lastAt := msgs(), start
+	return everyTick(every, func(now time.Time) {
+		m := msgs()
+		rate := float64(m-last) / now.Sub(lastAt).Seconds()
+		last, lastAt = m, now
+		iv := interval()
+		p99 := "-"
+		if iv.TotalCount() > 0 {
+			p99 = us(float64(iv.ValueAtQuantile(99)))
+		}
+		fmt.Fprintf(w, "loadtest %5.0fs  open %7d  msgs/s %9.0f  p99 %s\n", now.Sub(start).Seconds(), open(), rate, p99)
+	})
+}
+
+// everyTick calls fn every interval (default one second) on a goroutine of
+// its own until the returned stop is called; stop waits for a call in
+// progress.
+func everyTick(every time.Duration, fn func(now time.Time)) (stop func()) {
 	if every <= 0 {
 		every = time.Second
 	}
@@ -77,22 +96,12 @@ func progressLine(w io.Writer, every time.Duration, open, msgs func() int64, int
 		defer wg.Done()
 		t := time.NewTicker(every)
 		defer t.Stop()
-		start := time.Now()
-		last, lastAt := msgs(), start
 		for {
 			select {
 			case <-done:
 				return
 			case now := <-t.C:
-				m := msgs()
-				rate := float64(m-last) / now.Sub(lastAt).Seconds()
-				last, lastAt = m, now
-				iv := interval()
-				p99 := "-"
-				if iv.TotalCount() > 0 {
-					p99 = us(float64(iv.ValueAtQuantile(99)))
-				}
-				fmt.Fprintf(w, "loadtest %5.0fs  open %7d  msgs/s %9.0f  p99 %s\n", now.Sub(start).Seconds(), open(), rate, p99)
+				fn(now)
 			}
 		}
 	}()
