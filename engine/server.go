@@ -155,6 +155,8 @@ func (s *Server) Start() error {
 		if s.cfg.TCPNoDelay {
 			nodelay = gnet.TCPNoDelay
 		}
+		// The one goroutine the engine starts: it runs gnet (which starts
+		// the event loops) until the server stops. Connections get none.
 		go func() {
 			s.ran <- gnet.Run(s, "tcp://"+s.cfg.Addr,
 				gnet.WithMulticore(true),
