@@ -145,13 +145,13 @@ func (a *handler) publish(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	offsets := make(map[string]uint64, len(channels))
 	for _, ch := range channels {
-		off, err := a.cfg.Broker.Publish(ctx, ch, req.Data)
+		res, err := a.cfg.Broker.Publish(ctx, ch, req.Data, broker.PublishOptions{})
 		if err != nil {
 			a.cfg.Logger.Warn("publish failed", "channel", ch, "err", err)
 			writeError(w, http.StatusServiceUnavailable, "publish to "+ch+" failed: "+err.Error())
 			return
 		}
-		offsets[ch] = off
+		offsets[ch] = res.Offset
 	}
 	if single {
 		writeJSON(w, http.StatusOK, map[string]uint64{"offset": offsets[req.Channel]})

@@ -37,17 +37,17 @@ func (b *fakeBroker) Recover(context.Context, string, uint64, bool) (broker.Reco
 	return broker.Recovery{}, nil
 }
 
-func (b *fakeBroker) Publish(ctx context.Context, channel string, data []byte) (uint64, error) {
+func (b *fakeBroker) Publish(ctx context.Context, channel string, data []byte, _ broker.PublishOptions) (broker.PublishResult, error) {
 	if _, ok := ctx.Deadline(); !ok {
-		return 0, errors.New("fake: publish without a deadline")
+		return broker.PublishResult{}, errors.New("fake: publish without a deadline")
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.fail[channel]; err != nil {
-		return 0, err
+		return broker.PublishResult{}, err
 	}
 	b.pubs = append(b.pubs, channel+" "+string(data))
-	return uint64(len(b.pubs)), nil
+	return broker.PublishResult{Offset: uint64(len(b.pubs))}, nil
 }
 
 func (b *fakeBroker) published() []string {

@@ -27,6 +27,21 @@ type Recovery struct {
 	Recovered bool
 }
 
+// PublishOptions are the optional parts of a publish.
+type PublishOptions struct {
+	// IdempotencyKey, when not empty, makes the publish idempotent: a
+	// second publish to the same channel with the same key within the
+	// broker's deduplication window stores nothing and returns the first
+	// publish's offset with Duplicate set.
+	IdempotencyKey string
+}
+
+// PublishResult is what a publish came to.
+type PublishResult struct {
+	Offset    uint64
+	Duplicate bool // an earlier publish with the same idempotency key was stored; nothing new was
+}
+
 // DeliverFunc receives every publication on channels this node subscribed
 // to, in offset order per channel. It must not block.
 type DeliverFunc func(Publication)
@@ -38,8 +53,10 @@ type Broker interface {
 	// other method.
 	Start(deliver DeliverFunc) error
 	// Publish appends data to channel, delivers it to every interested node
-	// and returns its offset.
-	Publish(ctx context.Context, channel string, data []byte) (uint64, error)
+	// and returns its offset. An error means the publication was not
+	// stored, except for ErrUnknownOutcome, which means it may have been
+	// (a retry with the same idempotency key is then safe).
+	Publish(ctx context.Context, channel string, data []byte, opts PublishOptions) (PublishResult, error)
 	// Subscribe and Unsubscribe set this node's interest in channel; the
 	// hub calls them when its first local subscriber arrives and when its
 	// last one leaves.
@@ -58,4 +75,7 @@ type Broker interface {
 var (
 	ErrUnavailable = errors.New("broker: unavailable")
 	ErrClosed      = errors.New("broker: closed")
+	// ErrUnknownOutcome: the broker was asked to store the publication but
+	// did not confirm it in time; it may or may not have been stored.
+	ErrUnknownOutcome = errors.New("broker: publish outcome unknown")
 )

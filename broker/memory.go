@@ -94,9 +94,9 @@ func (m *Memory) lock(name string) *memChannel {
 
 // Publish assigns the next offset, records the publication in history and
 // delivers it if this node is interested.
-func (m *Memory) Publish(_ context.Context, channel string, data []byte) (uint64, error) {
+func (m *Memory) Publish(_ context.Context, channel string, data []byte, _ PublishOptions) (PublishResult, error) {
 	if m.isClosed() {
-		return 0, ErrClosed
+		return PublishResult{}, ErrClosed
 	}
 	ch := m.lock(channel)
 	defer ch.mu.Unlock()
@@ -115,7 +115,7 @@ func (m *Memory) Publish(_ context.Context, channel string, data []byte) (uint64
 	if ch.interested && m.deliver != nil {
 		m.deliver(p)
 	}
-	return p.Offset, nil
+	return PublishResult{Offset: p.Offset}, nil
 }
 
 // Subscribe marks the channel as wanted by this node.

@@ -43,11 +43,11 @@ func startMemory(t *testing.T, cfg MemoryConfig) (*Memory, *collector) {
 
 func publish(t *testing.T, m *Memory, channel string, data string) uint64 {
 	t.Helper()
-	off, err := m.Publish(context.Background(), channel, []byte(data))
+	res, err := m.Publish(context.Background(), channel, []byte(data), PublishOptions{})
 	if err != nil {
 		t.Fatalf("Publish(%q): %v", channel, err)
 	}
-	return off
+	return res.Offset
 }
 
 func recoverFrom(t *testing.T, m *Memory, channel string, since uint64, history bool) Recovery {
@@ -289,7 +289,7 @@ func TestMemoryConcurrentPublishersDeliverInOrder(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
 				ch := channels[(g+i)%len(channels)]
-				if _, err := m.Publish(context.Background(), ch, []byte(`1`)); err != nil {
+				if _, err := m.Publish(context.Background(), ch, []byte(`1`), PublishOptions{}); err != nil {
 					t.Errorf("Publish: %v", err)
 					return
 				}
@@ -491,8 +491,8 @@ func TestMemoryClose(t *testing.T) {
 	if err := m.Ready(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Ready after Close = %v, want ErrClosed", err)
 	}
-	if off, err := m.Publish(context.Background(), "news", []byte("2")); !errors.Is(err, ErrClosed) || off != 0 {
-		t.Fatalf("Publish after Close = %d, %v; want 0, ErrClosed", off, err)
+	if res, err := m.Publish(context.Background(), "news", []byte("2"), PublishOptions{}); !errors.Is(err, ErrClosed) || res.Offset != 0 {
+		t.Fatalf("Publish after Close = %d, %v; want 0, ErrClosed", res.Offset, err)
 	}
 	if err := m.Close(); err != nil {
 		t.Fatalf("second Close = %v", err)

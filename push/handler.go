@@ -279,8 +279,8 @@ func (h *Handler) startPublish(s *session.Session, c *client, p pendingPublish) 
 	accepted := h.cfg.Hub.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.PublishTimeout)
 		defer cancel()
-		off, err := h.cfg.Broker.Publish(ctx, p.channel, p.data)
-		_ = s.Loop().Exec(func() { done(off, err) })
+		res, err := h.cfg.Broker.Publish(ctx, p.channel, p.data, broker.PublishOptions{})
+		_ = s.Loop().Exec(func() { done(res.Offset, err) })
 	})
 	if !accepted {
 		done(0, hub.ErrBusy)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-ws/herald/broker"
 	"github.com/herald-ws/herald/internal/testutil"
 )
 
@@ -36,12 +37,12 @@ func TestFanOutSurvivesSubscribersVanishing(t *testing.T) {
 				return
 			default:
 			}
-			off, err := n.Broker().Publish(context.Background(), "vanish", []byte(fmt.Sprint(i)))
+			res, err := n.Broker().Publish(context.Background(), "vanish", []byte(fmt.Sprint(i)), broker.PublishOptions{})
 			if err != nil {
 				t.Errorf("publish: %v", err)
 				return
 			}
-			published = append(published, off)
+			published = append(published, res.Offset)
 			if i%10 == 0 {
 				time.Sleep(time.Millisecond)
 			}
@@ -83,11 +84,11 @@ func TestBurstKeepsEveryPublicationInOrder(t *testing.T) {
 	}
 	offsets := make([]uint64, burst)
 	for i := range offsets {
-		off, err := n.Broker().Publish(context.Background(), "burst", []byte("1"))
+		res, err := n.Broker().Publish(context.Background(), "burst", []byte("1"), broker.PublishOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		offsets[i] = off
+		offsets[i] = res.Offset
 	}
 	var wg sync.WaitGroup
 	for i, c := range clients {

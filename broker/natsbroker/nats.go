@@ -214,18 +214,18 @@ func subjectToken(channel string) string { return strings.ReplaceAll(channel, ".
 func channelOf(token string) string      { return strings.ReplaceAll(token, "~", ".") }
 
 // Publish stores data in the stream; the stream sequence is the offset.
-func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (uint64, error) {
+func (b *Broker) Publish(ctx context.Context, channel string, data []byte, _ broker.PublishOptions) (broker.PublishResult, error) {
 	if !b.nc.IsConnected() {
-		return 0, broker.ErrUnavailable
+		return broker.PublishResult{}, broker.ErrUnavailable
 	}
 	if _, err := b.currentStream(); err != nil {
-		return 0, fmt.Errorf("%w: %v", broker.ErrUnavailable, err)
+		return broker.PublishResult{}, fmt.Errorf("%w: %v", broker.ErrUnavailable, err)
 	}
 	ack, err := b.js.Publish(ctx, storedPrefix+subjectToken(channel), data)
 	if err != nil {
-		return 0, fmt.Errorf("%w: publish %q: %v", broker.ErrUnavailable, channel, err)
+		return broker.PublishResult{}, fmt.Errorf("%w: publish %q: %v", broker.ErrUnavailable, channel, err)
 	}
-	return ack.Sequence, nil
+	return broker.PublishResult{Offset: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
 
 // Subscribe starts receiving the channel's live messages on this node. It
