@@ -12,6 +12,13 @@ type Publication struct {
 	Offset  uint64
 	Data    []byte // raw JSON value; immutable
 	Time    time.Time
+	// Gap, on a delivery, says the broker lost continuity on Channel: some
+	// publications after the last one it delivered for the channel, up to
+	// and including Offset, may not have been delivered and could not be
+	// repaired. Data is nil. The hub makes every local subscriber of the
+	// channel recover from history (as a subscribe with since would), so
+	// no client is left with a silent hole.
+	Gap bool
 }
 
 // Recovery is what a Broker knows of a channel for a subscribe.
