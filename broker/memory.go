@@ -62,21 +62,21 @@ type Memory struct {
 
 const memShards = 64
 
+// memShard is a slice of the channel registry. Its mutex guards the map
+// and every channel in it (a channel costs no lock of its own), and orders
+// deliveries: a publication is delivered while it is held, so the hub sees
+// each channel's publications in offset order.
 type memShard struct {
-	mu sync.RWMutex
+	mu sync.Mutex
 	m  map[string]*memChannel
 }
 
-// memChannel is one channel's offsets, history and interest. Its mutex
-// also orders deliveries: a publication is delivered while it is held, so
-// the hub sees each channel's publications in offset order.
+// memChannel is one channel's offsets, history and interest (32 bytes).
 type memChannel struct {
-	mu         sync.Mutex
 	start      uint64   // offset before the first publication
 	top        uint64   // last offset
 	hist       *history // nil while nothing is retained
 	interested bool
-	gone       bool // forgotten; look the channel up again
 }
 
 // history is a channel's retained publications: a ring that grows by
@@ -186,62 +186,37 @@ func fnv32(s string) uint32 {
 	return h
 }
 
-func (m *Memory) lookup(name string) *memChannel {
+// lock locks the shard of the channel called name and returns it with
+// the channel, created when create is set (nil without). The caller
+// unlocks sh.mu.
+func (m *Memory) lock(name string, create bool) (*memShard, *memChannel, error) {
 	sh := m.shard(name)
-	sh.mu.RLock()
+	sh.mu.Lock()
 	ch := sh.m[name]
-	sh.mu.RUnlock()
-	return ch
-}
-
-// lock returns the live channel called name with its mutex held, creating
-// it when create is set (nil without). The sweeper may forget a channel
-// between the map lookup and the lock; anything written to that channel
-// would be lost (a publication missing from history, interest that never
-// gets deliveries), so look again.
-func (m *Memory) lock(name string, create bool) (*memChannel, error) {
-	for {
-		ch := m.lookup(name)
-		if ch == nil {
-			if !create {
-				return nil, nil
-			}
-			var err error
-			if ch, err = m.create(name); err != nil {
-				return nil, err
-			}
+	if ch == nil && create {
+		if max := m.cfg.MaxChannels; max > 0 && m.channels.Load() >= int64(max) {
+			sh.mu.Unlock()
+			return nil, nil, ErrTooManyChannels
 		}
-		ch.mu.Lock()
-		if !ch.gone {
-			return ch, nil
-		}
-		ch.mu.Unlock()
+		start := nowOffset()
+		ch = &memChannel{start: start, top: start}
+		sh.m[name] = ch
+		m.channels.Add(1)
 	}
+	return sh, ch, nil
 }
 
-func (m *Memory) create(name string) (*memChannel, error) {
+// lookup returns the channel called name, or nil (tests).
+func (m *Memory) lookup(name string) *memChannel {
 	sh := m.shard(name)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if ch := sh.m[name]; ch != nil {
-		return ch, nil
-	}
-	if max := m.cfg.MaxChannels; max > 0 && m.channels.Load() >= int64(max) {
-		return nil, ErrTooManyChannels
-	}
-	start := nowOffset()
-	ch := &memChannel{start: start, top: start}
-	sh.m[name] = ch
-	m.channels.Add(1)
-	return ch, nil
+	return sh.m[name]
 }
 
-// forgetLocked drops ch from its shard. The caller holds sh.mu (for
-// writing) and ch.mu.
-func (m *Memory) forgetLocked(sh *memShard, name string, ch *memChannel) {
-	ch.gone = true // under ch.mu, so lock sees it and looks again
-	ch.hist = nil
-	if sh.m[name] == ch {
+// forgetLocked drops the channel from its shard. The caller holds sh.mu.
+func (m *Memory) forgetLocked(sh *memShard, name string) {
+	if _, ok := sh.m[name]; ok {
 		delete(sh.m, name)
 		m.channels.Add(-1)
 	}
@@ -263,14 +238,14 @@ func (m *Memory) Publish(_ context.Context, channel string, data []byte, opts Pu
 			return PublishResult{Offset: off, Duplicate: true}, nil
 		}
 	}
-	ch, err := m.lock(channel, true)
+	sh, ch, err := m.lock(channel, true)
 	if err != nil {
 		return PublishResult{}, err
 	}
-	defer ch.mu.Unlock()
+	defer sh.mu.Unlock()
 	now := time.Now()
 	if keyed {
-		// Checked again under the channel lock: two publishes with one key
+		// Checked again under the shard lock: two publishes with one key
 		// racing each other store once.
 		if off, ok := m.dedup.lookup(channel, opts.IdempotencyKey, now.UnixNano()); ok {
 			return PublishResult{Offset: off, Duplicate: true}, nil
@@ -299,12 +274,12 @@ func (m *Memory) Subscribe(channel string) error {
 	if m.closed.Load() {
 		return ErrClosed
 	}
-	ch, err := m.lock(channel, true)
+	sh, ch, err := m.lock(channel, true)
 	if err != nil {
 		return err
 	}
 	ch.interested = true
-	ch.mu.Unlock()
+	sh.mu.Unlock()
 	return nil
 }
 
@@ -318,11 +293,9 @@ func (m *Memory) Unsubscribe(channel string) error {
 	if ch == nil {
 		return nil
 	}
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
 	ch.interested = false
 	if m.idle(ch, m.cutoff()) {
-		m.forgetLocked(sh, channel, ch)
+		m.forgetLocked(sh, channel)
 	}
 	return nil
 }
@@ -331,7 +304,7 @@ func (m *Memory) Unsubscribe(channel string) error {
 // history is empty or expired (dropping the expired part). A channel whose
 // offsets have run ahead of the clock (over a million publications a
 // second) is kept, so that a channel created again later never starts
-// below offsets already handed out. The caller holds ch.mu.
+// below offsets already handed out. The caller holds the shard's lock.
 func (m *Memory) idle(ch *memChannel, cutoff int64) bool {
 	if ch.interested || ch.top > nowOffset() {
 		return false
@@ -349,17 +322,14 @@ func (m *Memory) idle(ch *memChannel, cutoff int64) bool {
 // creates nothing: a channel nobody subscribes to and nobody published to
 // has no state.
 func (m *Memory) Recover(_ context.Context, channel string, since uint64, history bool) (Recovery, error) {
-	ch, err := m.lock(channel, false)
-	if err != nil {
-		return Recovery{}, err
-	}
+	sh, ch, _ := m.lock(channel, false)
+	defer sh.mu.Unlock()
 	if ch == nil {
 		// Nothing retained; the channel will start at the clock when it is
 		// created, above this top.
 		top := nowOffset()
 		return Recovery{Top: top, Recovered: !history || since == top}, nil
 	}
-	defer ch.mu.Unlock()
 	r := Recovery{Top: ch.top, Recovered: true}
 	if !history || since == ch.top {
 		return r, nil
@@ -454,12 +424,10 @@ func (m *Memory) forgetIdle() int {
 		sh := &m.shards[i]
 		sh.mu.Lock()
 		for name, ch := range sh.m {
-			ch.mu.Lock()
 			if m.idle(ch, cutoff) {
-				m.forgetLocked(sh, name, ch)
+				m.forgetLocked(sh, name)
 				forgot++
 			}
-			ch.mu.Unlock()
 		}
 		sh.mu.Unlock()
 	}

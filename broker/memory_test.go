@@ -88,18 +88,18 @@ func equal(a, b []int64) bool {
 // returns its start offset.
 func startOf(t *testing.T, m *Memory, channel string) uint64 {
 	t.Helper()
-	ch, err := m.create(channel)
+	sh, ch, err := m.lock(channel, true)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer sh.mu.Unlock()
 	return ch.start
 }
 
 func age(m *Memory, channel string, d time.Duration) {
-	ch := m.lookup(channel)
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	if ch.hist == nil {
+	sh, ch, _ := m.lock(channel, false)
+	defer sh.mu.Unlock()
+	if ch == nil || ch.hist == nil {
 		return
 	}
 	for i := range ch.hist.ring {
