@@ -53,6 +53,7 @@ type Hub struct {
 	subscriptions atomic.Int64
 	delivered     atomic.Int64 // frames written to subscribers
 	publications  atomic.Int64 // publications received from the broker
+	metrics       *Metrics
 
 	jobs      chan func()
 	stop      chan struct{}
@@ -64,6 +65,7 @@ type Hub struct {
 type channel struct {
 	name     string
 	loops    []*loopIndex
+	subs     atomic.Int64 // subscriptions on every loop (TopChannels)
 	wanted   bool // some loop has subscribers (guarded by Hub.mu)
 	inBroker bool // broker.Subscribe done (guarded by interestMu)
 }
@@ -76,6 +78,7 @@ type loopIndex struct {
 
 type subscriberList struct {
 	list []*Subscription
+	ch   *channel // the registry entry, which outlives the list
 }
 
 // Subscription is one session's subscription to one channel. It is owned by
@@ -115,6 +118,7 @@ func New(cfg Config) *Hub {
 		channels: map[string]*channel{},
 		jobs:     make(chan func(), 1<<16),
 		stop:     make(chan struct{}),
+		metrics:  newMetrics(),
 	}
 }
 
@@ -232,6 +236,7 @@ func (h *Hub) deliverOnLoop(idx *loopIndex, p broker.Publication, f *sharedFrame
 	if sl == nil {
 		return
 	}
+	start := time.Now()
 	var sent int64
 	// Backwards, with a bounds check: a write can find a peer gone, and
 	// gnet then closes the connection inside Write, whose OnClose
@@ -265,6 +270,7 @@ func (h *Hub) deliverOnLoop(idx *loopIndex, p broker.Publication, f *sharedFrame
 		sent++
 	}
 	h.delivered.Add(sent)
+	h.metrics.observeFanOut(p, start, sent)
 }
 
 // SubscribeResult is what a subscribe came to, handed to the ack callback
@@ -286,8 +292,9 @@ func (h *Hub) Subscribe(s *session.Session, channelName string, since *uint64, a
 	if sl == nil {
 		sl = &subscriberList{}
 		idx.subs[channelName] = sl
-		h.addLoop(channelName, idx)
+		sl.ch = h.addLoop(channelName, idx)
 	}
+	sl.ch.subs.Add(1)
 	sub.slot = int32(len(sl.list))
 	sl.list = append(sl.list, sub)
 	h.subscriptions.Add(1)
@@ -387,6 +394,7 @@ func (h *Hub) Unsubscribe(sub *Subscription) {
 	moved.slot = sub.slot
 	sl.list[last] = nil
 	sl.list = sl.list[:last]
+	sl.ch.subs.Add(-1)
 	h.subscriptions.Add(-1)
 	if len(sl.list) == 0 {
 		delete(idx.subs, sub.Channel)
@@ -403,7 +411,7 @@ func (h *Hub) Unsubscribe(sub *Subscription) {
 	}
 }
 
-func (h *Hub) addLoop(name string, idx *loopIndex) {
+func (h *Hub) addLoop(name string, idx *loopIndex) *channel {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ch := h.channels[name]
@@ -413,6 +421,7 @@ func (h *Hub) addLoop(name string, idx *loopIndex) {
 	}
 	ch.loops = append(ch.loops, idx)
 	ch.wanted = true
+	return ch
 }
 
 func (h *Hub) removeLoop(name string, idx *loopIndex) {
