@@ -45,6 +45,7 @@ type Node struct {
 	opts     Options
 	log      *slog.Logger
 	broker   broker.Broker
+	metered  *meteredBroker // broker, counted and timed; what the node's parts call
 	hub      *hub.Hub
 	engine   *engine.Server
 	api      *http.Server
@@ -69,9 +70,10 @@ func New(o Options) (*Node, error) {
 	if n.broker == nil {
 		n.broker = broker.NewMemory(broker.MemoryConfig{HistorySize: o.HistorySize, HistoryTTL: o.HistoryTTL})
 	}
+	n.metered = newMeteredBroker(n.broker)
 	sc := &o.Engine.Session
 	n.hub = hub.New(hub.Config{
-		Broker:             n.broker,
+		Broker:             n.metered,
 		Compression:        sc.Compression,
 		CompressionMinSize: sc.CompressionMinSize,
 		Logger:             o.Logger,
@@ -83,7 +85,7 @@ func New(o Options) (*Node, error) {
 	routes := map[string]session.Handler{
 		"/ws": push.New(push.Config{
 			Hub:                n.hub,
-			Broker:             n.broker,
+			Broker:             n.metered,
 			Verifier:           verifier,
 			ClientPublish:      o.ClientPublish,
 			MaxChannelsPerConn: o.MaxChannelsPerConn,
@@ -138,12 +140,13 @@ func (n *Node) Start() error {
 		n.apiLn = ln
 		n.api = &http.Server{
 			Handler: api.New(api.Config{
-				Broker: n.broker,
-				Stats:  n.Stats,
-				Ready:  n.Ready,
-				APIKey: n.opts.APIKey,
-				Logger: n.log,
-				Extra:  n.opts.HTTPExtra,
+				Broker:     n.metered,
+				Stats:      n.Stats,
+				Ready:      n.Ready,
+				APIKey:     n.opts.APIKey,
+				Logger:     n.log,
+				Extra:      n.opts.HTTPExtra,
+				Collectors: n.collectors(),
 			}),
 			ReadHeaderTimeout: 10 * time.Second,
 		}
