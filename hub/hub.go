@@ -65,9 +65,10 @@ type Hub struct {
 type channel struct {
 	name     string
 	loops    []*loopIndex
-	subs     atomic.Int64 // subscriptions on every loop (TopChannels)
-	wanted   bool         // some loop has subscribers (guarded by Hub.mu)
-	inBroker bool         // broker.Subscribe done (guarded by interestMu)
+	wanted   bool // some loop has subscribers (guarded by Hub.mu)
+	inBroker bool // broker.Subscribe done (guarded by interestMu)
+
+	subs atomic.Int64 // subscriptions on every loop (TopChannels)
 }
 
 // loopIndex is one event loop's subscriptions. Only that loop touches it.
