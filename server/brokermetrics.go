@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/herald-ws/herald/broker"
 )
@@ -141,4 +142,16 @@ func (m *meteredBroker) done(op string, start time.Time, err error) {
 	if err != nil {
 		m.errs[op].Inc()
 	}
+}
+
+// counts reads the publish counters, by result.
+func (m *meteredBroker) counts() map[string]int64 {
+	out := make(map[string]int64, len(m.publishes))
+	for r, c := range m.publishes {
+		var d dto.Metric
+		if c.Write(&d) == nil {
+			out[r] = int64(d.GetCounter().GetValue())
+		}
+	}
+	return out
 }

@@ -1,10 +1,18 @@
 package server
 
 import (
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"runtime/debug"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/herald-ws/herald/admin"
 	"github.com/herald-ws/herald/engine"
 	"github.com/herald-ws/herald/session"
 )
@@ -60,4 +68,74 @@ func (n *Node) collectors() []prometheus.Collector {
 	c := []prometheus.Collector{newConnCollector(n.engine)}
 	c = append(c, n.hub.Metrics().Collectors()...)
 	return append(c, n.metered.Collectors()...)
+}
+
+// httpExtra are the handlers mounted on the API listener besides the API:
+// Options.HTTPExtra and the admin page.
+func (n *Node) httpExtra() map[string]http.Handler {
+	extra := admin.Handlers(admin.Config{APIKey: n.opts.APIKey, Snapshot: n.adminSnapshot})
+	maps.Copy(extra, n.opts.HTTPExtra)
+	return extra
+}
+
+// adminSnapshot gathers what the admin page shows.
+func (n *Node) adminSnapshot() admin.Snapshot {
+	self := admin.Node{
+		ID:      hostname(),
+		Version: buildVersion(),
+		Broker:  strings.TrimPrefix(fmt.Sprintf("%T", n.broker), "*"),
+		Started: n.started.UnixMilli(),
+	}
+	if a := n.Addr(); a != nil {
+		self.ClientAddr = a.String()
+	}
+	if a := n.APIAddr(); a != nil {
+		self.APIAddr = a.String()
+	}
+	if err := n.Ready(); err != nil {
+		self.NotReady = err.Error()
+	} else {
+		self.Ready = true
+	}
+	hm := n.hub.Metrics()
+	return admin.Snapshot{
+		Time:            time.Now().UnixMilli(),
+		Node:            self,
+		Nodes:           []admin.Node{self},
+		Stats:           n.Stats(),
+		MaxConnections:  n.engine.MaxConns(),
+		LoopConnections: n.engine.LoopConns(),
+		BrokerUp:        n.broker.Ready() == nil,
+		Publishes:       n.metered.counts(),
+		Latency:         admin.HistogramOf(hm.Latency),
+		FanOut:          admin.HistogramOf(hm.FanOut),
+		TopChannels:     n.hub.TopChannels(admin.TopChannels),
+	}
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "herald"
+	}
+	return h
+}
+
+// buildVersion is the module version and VCS revision the binary was
+// built from, as far as the build recorded them.
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v
 }

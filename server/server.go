@@ -50,6 +50,7 @@ type Node struct {
 	engine   *engine.Server
 	api      *http.Server
 	apiLn    net.Listener
+	started  time.Time
 	draining atomic.Bool
 }
 
@@ -121,6 +122,7 @@ func loopback(addr string) bool {
 
 // Start starts the broker delivery, the client listener and the API.
 func (n *Node) Start() error {
+	n.started = time.Now()
 	if err := n.hub.Start(); err != nil {
 		return fmt.Errorf("server: start broker: %w", err)
 	}
@@ -145,7 +147,7 @@ func (n *Node) Start() error {
 				Ready:      n.Ready,
 				APIKey:     n.opts.APIKey,
 				Logger:     n.log,
-				Extra:      n.opts.HTTPExtra,
+				Extra:      n.httpExtra(),
 				Collectors: n.collectors(),
 			}),
 			ReadHeaderTimeout: 10 * time.Second,
