@@ -1,6 +1,6 @@
 // Herald admin page. No dependencies. The API key lives only in the `key`
-// variable of this closure: it is never written to web storage, a cookie
-// or the URL, so closing or reloading the page forgets it.
+// variable of this closure: it is never persisted by the browser nor put
+// in a URL, so closing or reloading the page forgets it.
 (() => {
   'use strict';
 
