@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"sort"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/herald-ws/herald/admin"
 	"github.com/herald-ws/herald/internal/testutil"
 	"github.com/herald-ws/herald/server"
 )
@@ -198,5 +200,57 @@ func TestOperatorMetrics(t *testing.T) {
 	if t.Failed() {
 		_, body, _ := testutil.APIRequest(n, http.MethodGet, "/metrics", "", nil)
 		t.Logf("%s", body)
+	}
+}
+
+// TestAdminStats: the admin page's JSON on a real node, behind the API key.
+func TestAdminStats(t *testing.T) {
+	t.Parallel()
+	const key = "k"
+	n := testutil.StartNode(t, testutil.NodeOptions{APIKey: key, Options: testutil.Options{MaxConns: 9}})
+	for _, k := range []string{"", "wrong"} {
+		if st, _, err := testutil.APIRequest(n, http.MethodGet, "/api/admin/stats", k, nil); err != nil || st != http.StatusUnauthorized {
+			t.Fatalf("key %q: %d %v", k, st, err)
+		}
+	}
+	a := testutil.DialWS(t, n, "", nil)
+	b := testutil.DialWS(t, n, "", nil)
+	a.Subscribe("two", 1)
+	b.Subscribe("two", 1)
+	b.Subscribe("one", 2)
+	for range 3 {
+		if _, err := testutil.PublishKey(n, key, "two", `1`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		a.ExpectMessage("two")
+		b.ExpectMessage("two")
+	}
+	st, body, err := testutil.APIRequest(n, http.MethodGet, "/api/admin/stats", key, nil)
+	if err != nil || st != http.StatusOK {
+		t.Fatalf("GET /api/admin/stats: %d %v %s", st, err, body)
+	}
+	var s admin.Snapshot
+	if err := json.Unmarshal(body, &s); err != nil {
+		t.Fatal(err)
+	}
+	top, _ := json.Marshal(s.TopChannels)
+	if string(top) != `[{"channel":"two","subscribers":2},{"channel":"one","subscribers":1}]` {
+		t.Errorf("top channels %s", top)
+	}
+	if s.Stats.Connections != 2 || s.Stats.Subscriptions != 3 || s.Stats.Deliveries != 6 || s.MaxConnections != 9 || len(s.LoopConnections) != 2 {
+		t.Errorf("stats %+v, max %d, loops %v", s.Stats, s.MaxConnections, s.LoopConnections)
+	}
+	if s.Publishes["accepted"] != 3 || !s.BrokerUp || len(s.Nodes) != 1 || !s.Node.Ready || s.Node.ClientAddr != n.Addr().String() || s.Node.Started == 0 {
+		t.Errorf("publishes %v, broker up %v, nodes %+v", s.Publishes, s.BrokerUp, s.Nodes)
+	}
+	// One observation per publication per loop with subscribers of "two".
+	if c := s.Latency.Count; c != 3 && c != 6 || s.FanOut.Count != c || len(s.Latency.Counts) != len(s.Latency.Bounds)+1 || s.Latency.Counts[len(s.Latency.Counts)-1] != c {
+		t.Errorf("latency %+v, fan-out count %d", s.Latency, s.FanOut.Count)
+	}
+	// The page itself needs no key.
+	if st, page, _ := testutil.APIRequest(n, http.MethodGet, "/admin/", "", nil); st != http.StatusOK || !strings.Contains(string(page), "admin.js") {
+		t.Errorf("GET /admin/: %d", st)
 	}
 }
