@@ -60,6 +60,8 @@ type loop struct {
 	el    gnet.EventLoop
 	state *session.Loop
 	conns []*conn
+	id    int          // 0..Loops-1, in the order loops saw their first connection
+	open  atomic.Int64 // len(conns), readable from any goroutine (metrics)
 
 	// The inbox keeps tasks in the order they were given. gnet's Execute
 	// does not: past 1,024 queued tasks it spills into a second queue and
@@ -191,6 +193,24 @@ func (s *Server) Stats() *session.Stats { return &s.stats }
 // Conns reports the open connections, including those still upgrading.
 func (s *Server) Conns() int64 { return s.conns.Load() }
 
+// MaxConns is the configured connection limit (0: none).
+func (s *Server) MaxConns() int { return s.cfg.MaxConns }
+
+// LoopConns reports the open connections of each event loop, indexed by
+// loop (Loops entries; a loop that never had a connection reports 0).
+// Safe from any goroutine.
+func (s *Server) LoopConns() []int64 {
+	out := make([]int64, s.cfg.Loops)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, l := range s.loops {
+		if l.id < len(out) {
+			out[l.id] = l.open.Load()
+		}
+	}
+	return out
+}
+
 // OnBoot records the engine and the bound address.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
@@ -225,7 +245,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l = s.loops[el]; l == nil {
-		l = &loop{el: el}
+		l = &loop{el: el, id: len(s.loops)}
 		l.state = session.NewLoop(&s.cfg.Session, &s.stats, l.exec)
 		s.loops[el] = l
 	}
@@ -249,13 +269,14 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	// cannot overshoot the limit together.
 	if n := s.conns.Add(1); s.draining.Load() || (s.cfg.MaxConns > 0 && n > int64(s.cfg.MaxConns)) {
 		s.conns.Add(-1)
-		s.stats.HandshakeRejects.Add(1)
+		s.stats.Refuse(503)
 		return s.reject, gnet.Close
 	}
 	l := s.loopOf(c.EventLoop())
 	e := &conn{gc: c, loop: l, slot: int32(len(l.conns))}
 	e.Init(c, l.state, time.Now())
 	l.conns = append(l.conns, e)
+	l.open.Add(1)
 	c.SetContext(e)
 	return nil, gnet.None
 }
@@ -280,7 +301,9 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	}
 	c.SetContext(nil)
 	e.Closed()
+	s.stats.CountClose(e.CloseReason())
 	l := e.loop
+	l.open.Add(-1)
 	last := len(l.conns) - 1
 	moved := l.conns[last]
 	l.conns[e.slot] = moved

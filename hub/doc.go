@@ -17,6 +17,11 @@
 // any offset already sent. The client sees no gap and no duplicate however
 // publishes race with the subscribe.
 //
+// Metrics (metrics.go): each loop's fan-out observes two histograms once
+// per publication (publish-to-delivery latency from Publication.Time, and
+// the fan-out's duration), never per subscriber; TopChannels reads
+// per-channel subscription counters kept in the registry.
+//
 // Goroutines: the broker's (Deliver), a small worker pool for broker calls
 // that may block, and the event loops. Methods that take a
 // *session.Session must run on that session's loop.

@@ -65,6 +65,7 @@ type Hub struct {
 	delivered     atomic.Int64 // frames written to subscribers
 	publications  atomic.Int64 // publications received from the broker
 	gaps          atomic.Int64
+	metrics       *Metrics
 
 	pool *workpool.Pool
 
@@ -84,8 +85,9 @@ type Hub struct {
 // lock as well).
 type channel struct {
 	loops    []*loopSubs
-	wanted   bool // some loop has subscribers
-	inBroker bool // broker.Subscribe done
+	subs     atomic.Int32 // subscriptions on every loop (TopChannels)
+	wanted   bool         // some loop has subscribers
+	inBroker bool         // broker.Subscribe done
 }
 
 // loopSubs is one event loop's subscribers of one channel. Which loopSubs
@@ -136,6 +138,7 @@ func New(cfg Config) *Hub {
 		dirtyWake: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		reconDone: make(chan struct{}),
+		metrics:   newMetrics(),
 	}
 	_, h.inline = cfg.Broker.(broker.Nonblocking)
 	if h.pool == nil {
@@ -275,6 +278,7 @@ func (h *Hub) Deliver(p broker.Publication) {
 
 // deliverOnLoop runs on sl's loop.
 func (h *Hub) deliverOnLoop(sl *loopSubs, p broker.Publication, f *sharedFrame) {
+	start := time.Now()
 	var sent int64
 	// Backwards, with a bounds check: a write can find a peer gone, and
 	// gnet then closes the connection inside Write, whose OnClose
@@ -308,6 +312,7 @@ func (h *Hub) deliverOnLoop(sl *loopSubs, p broker.Publication, f *sharedFrame) 
 		sent++
 	}
 	h.delivered.Add(sent)
+	h.metrics.observeFanOut(p, start, sent)
 }
 
 // recoverLoop runs on sl's loop after the broker lost continuity on its
@@ -508,6 +513,11 @@ func (h *Hub) Unsubscribe(sub *Subscription) {
 	moved.slot = sub.slot
 	sl.list[last] = nil
 	sl.list = sl.list[:last]
+	h.mu.RLock()
+	if ch := h.channels[sl.name]; ch != nil { // present while sl is one of its loops
+		ch.subs.Add(-1)
+	}
+	h.mu.RUnlock()
 	h.subscriptions.Add(-1)
 	if len(sl.list) == 0 {
 		sl.list = nil
@@ -518,12 +528,14 @@ func (h *Hub) Unsubscribe(sub *Subscription) {
 
 // loopSubsOf returns loop's subscriber list of the channel called name,
 // registering it (and the channel) on first use; nil when that would pass
-// MaxChannels. Must run on loop: only loop creates or removes its own list.
+// MaxChannels. It counts the subscription the caller is about to add. Must
+// run on loop: only loop creates or removes its own list.
 func (h *Hub) loopSubsOf(name string, loop *session.Loop) *loopSubs {
 	h.mu.RLock()
 	if ch := h.channels[name]; ch != nil {
 		for _, ls := range ch.loops {
 			if ls.loop == loop {
+				ch.subs.Add(1)
 				h.mu.RUnlock()
 				return ls
 			}
@@ -541,6 +553,7 @@ func (h *Hub) loopSubsOf(name string, loop *session.Loop) *loopSubs {
 		h.channels[name] = ch
 	}
 	ls := &loopSubs{name: name, loop: loop}
+	ch.subs.Add(1)
 	ch.loops = append(ch.loops, ls)
 	ch.wanted = true
 	return ls

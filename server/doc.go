@@ -2,4 +2,9 @@
 // push handler and optional /echo route on the gnet client listener
 // (engine), and the HTTP API listener. cmd/herald and the end-to-end tests
 // both start nodes through it, so what the tests exercise is what ships.
+//
+// Every part of the node calls the broker through a counting, timing
+// wrapper (brokermetrics.go); the API listener serves the node's metrics
+// (metrics.go collects the engine's, the hub's and the broker's) and the
+// admin page, whose stats the node assembles per request.
 package server

@@ -56,11 +56,13 @@ type Node struct {
 	opts     Options
 	log      *slog.Logger
 	broker   broker.Broker
+	metered  *meteredBroker // broker, counted and timed; what the node's parts call
 	hub      *hub.Hub
 	pool     *workpool.Pool
 	engine   *engine.Server
 	api      *http.Server
 	apiLn    net.Listener
+	started  time.Time
 	draining atomic.Bool
 }
 
@@ -87,9 +89,10 @@ func New(o Options) (*Node, error) {
 		})
 	}
 	n.pool = workpool.New(workpool.Config{Workers: o.Workers, Queue: o.WorkQueue, Logger: o.Logger})
+	n.metered = newMeteredBroker(n.broker)
 	sc := &o.Engine.Session
 	n.hub = hub.New(hub.Config{
-		Broker:             n.broker,
+		Broker:             n.metered.forHub(),
 		Pool:               n.pool,
 		MaxChannels:        o.MaxChannels,
 		Compression:        sc.Compression,
@@ -103,7 +106,7 @@ func New(o Options) (*Node, error) {
 	routes := map[string]session.Handler{
 		"/ws": push.New(push.Config{
 			Hub:                n.hub,
-			Broker:             n.broker,
+			Broker:             n.metered,
 			Verifier:           verifier,
 			ClientPublish:      o.ClientPublish,
 			MaxChannelsPerConn: o.MaxChannelsPerConn,
@@ -139,6 +142,7 @@ func loopback(addr string) bool {
 
 // Start starts the broker delivery, the client listener and the API.
 func (n *Node) Start() error {
+	n.started = time.Now()
 	if err := n.hub.Start(); err != nil {
 		return fmt.Errorf("server: start broker: %w", err)
 	}
@@ -160,12 +164,13 @@ func (n *Node) Start() error {
 		n.apiLn = ln
 		n.api = &http.Server{
 			Handler: api.New(api.Config{
-				Broker: n.broker,
-				Stats:  n.Stats,
-				Ready:  n.Ready,
-				APIKey: n.opts.APIKey,
-				Logger: n.log,
-				Extra:  n.opts.HTTPExtra,
+				Broker:     n.metered,
+				Stats:      n.Stats,
+				Ready:      n.Ready,
+				APIKey:     n.opts.APIKey,
+				Logger:     n.log,
+				Extra:      n.httpExtra(),
+				Collectors: n.collectors(),
 			}),
 			ReadHeaderTimeout: 10 * time.Second,
 		}

@@ -283,7 +283,7 @@ func (s *Session) upgrade(in []byte) int {
 
 func (s *Session) reject(status int, body string) {
 	s.loop.out = codec.AppendHTTPError(s.loop.out, status, body)
-	s.loop.Stats.HandshakeRejects.Add(1)
+	s.loop.Stats.Refuse(status)
 	s.state = StateClosed
 	s.reason = CloseHandshakeRejected
 }

@@ -1,0 +1,141 @@
+package server
+
+import (
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-ws/herald/admin"
+	"github.com/herald-ws/herald/engine"
+	"github.com/herald-ws/herald/session"
+)
+
+// connCollector exports the client listener's labelled series, read at
+// scrape time from the engine's counters (the loops pay one atomic add per
+// close or refusal, nothing per message).
+type connCollector struct {
+	eng                           *engine.Server
+	closes, refused, max, perLoop *prometheus.Desc
+}
+
+func newConnCollector(eng *engine.Server) *connCollector {
+	return &connCollector{
+		eng: eng,
+		closes: prometheus.NewDesc("herald_connection_closes_total",
+			"Client connections that ended, by reason (peer, protocol_error, handshake_rejected, handshake_timeout, idle_timeout, slow_consumer, going_away, policy, close_timeout; unknown for any other).",
+			[]string{"reason"}, nil),
+		refused: prometheus.NewDesc("herald_upgrades_refused_total",
+			"Upgrade requests answered with an HTTP error instead of 101, by status (0: a status outside 100-599). Sums to herald_handshake_rejects_total.",
+			[]string{"status"}, nil),
+		max: prometheus.NewDesc("herald_max_connections",
+			"The configured connection limit (-max-conns); 0 means no limit.", nil, nil),
+		perLoop: prometheus.NewDesc("herald_loop_connections",
+			"Open client connections on each event loop (loop 0 to -loops minus 1).",
+			[]string{"loop"}, nil),
+	}
+}
+
+func (c *connCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.closes
+	ch <- c.refused
+	ch <- c.max
+	ch <- c.perLoop
+}
+
+func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.eng.Stats()
+	st.Closes(func(r session.CloseReason, n int64) {
+		ch <- prometheus.MustNewConstMetric(c.closes, prometheus.CounterValue, float64(n), r.String())
+	})
+	st.Refused(func(status int, n int64) {
+		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(n), strconv.Itoa(status))
+	})
+	ch <- prometheus.MustNewConstMetric(c.max, prometheus.GaugeValue, float64(c.eng.MaxConns()))
+	for i, n := range c.eng.LoopConns() {
+		ch <- prometheus.MustNewConstMetric(c.perLoop, prometheus.GaugeValue, float64(n), strconv.Itoa(i))
+	}
+}
+
+// collectors are the node's series beyond api.Stats.
+func (n *Node) collectors() []prometheus.Collector {
+	c := []prometheus.Collector{newConnCollector(n.engine)}
+	c = append(c, n.hub.Metrics().Collectors()...)
+	return append(c, n.metered.Collectors()...)
+}
+
+// httpExtra are the handlers mounted on the API listener besides the API:
+// Options.HTTPExtra and the admin page.
+func (n *Node) httpExtra() map[string]http.Handler {
+	extra := admin.Handlers(admin.Config{APIKey: n.opts.APIKey, Snapshot: n.adminSnapshot})
+	maps.Copy(extra, n.opts.HTTPExtra)
+	return extra
+}
+
+// adminSnapshot gathers what the admin page shows.
+func (n *Node) adminSnapshot() admin.Snapshot {
+	self := admin.Node{
+		ID:      hostname(),
+		Version: buildVersion(),
+		Broker:  strings.TrimPrefix(fmt.Sprintf("%T", n.broker), "*"),
+		Started: n.started.UnixMilli(),
+	}
+	if a := n.Addr(); a != nil {
+		self.ClientAddr = a.String()
+	}
+	if a := n.APIAddr(); a != nil {
+		self.APIAddr = a.String()
+	}
+	if err := n.Ready(); err != nil {
+		self.NotReady = err.Error()
+	} else {
+		self.Ready = true
+	}
+	hm := n.hub.Metrics()
+	return admin.Snapshot{
+		Time:            time.Now().UnixMilli(),
+		Node:            self,
+		Nodes:           []admin.Node{self},
+		Stats:           n.Stats(),
+		MaxConnections:  n.engine.MaxConns(),
+		LoopConnections: n.engine.LoopConns(),
+		BrokerUp:        n.broker.Ready() == nil,
+		Publishes:       n.metered.counts(),
+		Latency:         admin.HistogramOf(hm.Latency),
+		FanOut:          admin.HistogramOf(hm.FanOut),
+		TopChannels:     n.hub.TopChannels(admin.TopChannels),
+	}
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "herald"
+	}
+	return h
+}
+
+// buildVersion is the module version and VCS revision the binary was
+// built from, as far as the build recorded them.
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v
+}
