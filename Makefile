@@ -10,7 +10,7 @@ REPEATS     ?= 3
 BIN         := bin/herald
 PKGS        := ./...
 
-.PHONY: all build run test lint fmt vet staticcheck unit soak node-deps browser-deps promtool-deps fuzz bench bench-peers clean
+.PHONY: all build run test lint fmt vet staticcheck unit soak allocs node-deps browser-deps promtool-deps fuzz bench bench-peers clean
 
 all: build
 
@@ -48,6 +48,12 @@ node-deps:
 	@if command -v npm >/dev/null 2>&1; then \
 		[ -d interop/node/node_modules ] || npm ci --prefix interop/node --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the Node interop test will skip (CI requires it)"; fi
+
+# Allocation tests (testing.AllocsPerRun) skip under -race, whose
+# instrumentation and sync.Pool behaviour change the counts; they run here,
+# without it.
+allocs:
+	$(GO) test -count=1 -run 'Alloc' ./codec/ ./hub/ ./session/ ./push/ ./engine/
 
 # Debian's Chromium for the browser test; the script is a no-op when it is
 # already installed and says so (without failing) when it cannot install.

@@ -78,6 +78,7 @@ type Hub struct {
 	stop      chan struct{}
 	closeOnce sync.Once
 	reconDone chan struct{}
+	started   atomic.Bool
 }
 
 // channel is the set of loops with at least one subscriber. Its fields
@@ -150,6 +151,7 @@ func New(cfg Config) *Hub {
 
 // Start starts the reconciler and the broker's delivery into the hub.
 func (h *Hub) Start() error {
+	h.started.Store(true)
 	go h.reconcileLoop()
 	return h.broker.Start(h.Deliver)
 }
@@ -161,6 +163,9 @@ func (h *Hub) Close() {
 		close(h.stop)
 		if h.ownPool {
 			h.pool.Close(2 * time.Second)
+		}
+		if !h.started.Load() {
+			return
 		}
 		select {
 		case <-h.reconDone:

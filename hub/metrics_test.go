@@ -45,8 +45,9 @@ func TestFanOutMetrics(t *testing.T) {
 	m := h.Metrics()
 
 	const age = 30 * time.Millisecond
+	base := topOf(h, "c")
 	for i := range 4 {
-		h.Deliver(broker.Publication{Channel: "c", Offset: uint64(i + 1), Data: []byte(`1`), Time: time.Now().Add(-age)})
+		h.Deliver(broker.Publication{Channel: "c", Offset: base + uint64(i+1), Data: []byte(`1`), Time: time.Now().Add(-age)})
 		fl.run()
 	}
 	lat, fan := histogram(t, m.Latency), histogram(t, m.FanOut)
@@ -62,10 +63,10 @@ func TestFanOutMetrics(t *testing.T) {
 
 	// Already delivered (offset not above the subscribers' position): the
 	// loop writes nothing and observes nothing.
-	h.Deliver(broker.Publication{Channel: "c", Offset: 2, Data: []byte(`1`), Time: time.Now()})
+	h.Deliver(broker.Publication{Channel: "c", Offset: base + 2, Data: []byte(`1`), Time: time.Now()})
 	fl.run()
 	// No Time (a broker that does not stamp publications): fan-out only.
-	h.Deliver(broker.Publication{Channel: "c", Offset: 10, Data: []byte(`1`)})
+	h.Deliver(broker.Publication{Channel: "c", Offset: base + 10, Data: []byte(`1`)})
 	fl.run()
 	lat, fan = histogram(t, m.Latency), histogram(t, m.FanOut)
 	if lat.GetSampleCount() != 4 || fan.GetSampleCount() != 5 {
@@ -84,9 +85,9 @@ func TestFanOutMetrics(t *testing.T) {
 func TestFanOutMetricsAllocateNothing(t *testing.T) {
 	fl, sessions, _ := openSessions(t, 10)
 	h := liveHub(t, fl, sessions, "c")
-	off := uint64(0)
 	now := time.Now()
 	idx := h.channels["c"].loops[0]
+	off := idx.list[0].last // the channel's top when it subscribed
 	data := []byte(`1`)
 	f := encode(broker.Publication{Channel: "c", Offset: 1, Data: data}, false, 0, 1)
 	a := testing.AllocsPerRun(500, func() {
