@@ -1,0 +1,73 @@
+package cluster
+
+import (
+	"testing"
+	"time"
+
+	"github.com/herald-ws/herald/broker/natsbroker"
+	"github.com/herald-ws/herald/internal/testutil"
+)
+
+// TestNoGapAfterNATSReconnect cuts one node's NATS connection while another
+// node keeps publishing: the stream stores those messages but the cut node
+// never receives them live. After it reconnects, its subscribers receive
+// every publication exactly once, in order: on a channel that goes on
+// publishing (the next message reveals the hole) and on one that publishes
+// nothing more (the post-reconnect check finds it).
+func TestNoGapAfterNATSReconnect(t *testing.T) {
+	ns := startNATS(t)
+	px := startProxy(t, ns.srv.Addr().String())
+	ba, err := natsbroker.New(natsbroker.Config{URLs: px.url(), HistorySize: 100, HistoryTTL: time.Hour, Name: t.Name() + "-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := testutil.StartNode(t, testutil.NodeOptions{Broker: ba, HistorySize: 100})
+	b := startNode(t, ns, 100)
+
+	busy1, _ := listen(t, a, "busy", nil)
+	busy2, _ := listen(t, a, "busy", nil)
+	quiet, _ := listen(t, a, "quiet", nil)
+	var wantBusy, wantQuiet []uint64
+	for i := range 3 {
+		wantBusy = append(wantBusy, testutil.Publish(t, b, "busy", i))
+		wantQuiet = append(wantQuiet, testutil.Publish(t, b, "quiet", i))
+	}
+	busy1.waitCount(t, 3, 10*time.Second)
+	busy2.waitCount(t, 3, 10*time.Second)
+	quiet.waitCount(t, 3, 10*time.Second)
+
+	px.cut()
+	waitReady(t, a, false, 10*time.Second)
+	for i := range 10 {
+		wantBusy = append(wantBusy, testutil.Publish(t, b, "busy", 100+i))
+		if i < 5 {
+			wantQuiet = append(wantQuiet, testutil.Publish(t, b, "quiet", 100+i))
+		}
+	}
+	px.restore()
+	waitReady(t, a, true, 20*time.Second)
+	wantBusy = append(wantBusy, testutil.Publish(t, b, "busy", 999))
+
+	check := func(name string, s *subscriber, want []uint64) {
+		t.Helper()
+		got := s.waitCount(t, len(want), 20*time.Second)
+		for i, m := range got {
+			if i >= len(want) || m.Op != "message" || m.Offset != want[i] {
+				t.Fatalf("%s: message %d = %s, want offsets %v", name, i, m.Raw, want)
+			}
+		}
+	}
+	check("busy subscriber 1", busy1, wantBusy)
+	check("busy subscriber 2", busy2, wantBusy)
+	check("quiet subscriber", quiet, wantQuiet)
+	time.Sleep(300 * time.Millisecond) // no duplicates arrive later
+	for name, s := range map[string]*subscriber{"busy1": busy1, "busy2": busy2, "quiet": quiet} {
+		want := len(wantBusy)
+		if name == "quiet" {
+			want = len(wantQuiet)
+		}
+		if n := len(s.messages()); n != want {
+			t.Fatalf("%s ended with %d messages, want %d", name, n, want)
+		}
+	}
+}
