@@ -105,13 +105,23 @@ func (s *shard) run(stop <-chan struct{}, done *sync.WaitGroup) {
 		case m := <-s.in:
 			s.handle(m)
 		case <-s.wake:
-			s.drainFresh()
+			s.drainQueue()
 			s.checkSuspects(false)
 		case <-tick.C:
-			s.drainFresh()
+			s.drainQueue()
 			s.checkSuspects(true)
 		}
 	}
+}
+
+// drainQueue delivers what is already queued, and what channels that just
+// became ready held, before a check looks at the stream: a queued message
+// needs no round trip to deliver.
+func (s *shard) drainQueue() {
+	for n := len(s.in); n > 0; n-- {
+		s.handle(<-s.in)
+	}
+	s.drainFresh()
 }
 
 // handle routes one live message to its channel's state.
