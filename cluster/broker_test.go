@@ -2,10 +2,14 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/herald-ws/herald/broker"
 	"github.com/herald-ws/herald/broker/natsbroker"
@@ -218,4 +222,168 @@ func TestUnrepairableGapIsSignalled(t *testing.T) {
 	if b.Stats().Gaps != 1 {
 		t.Fatalf("stats %+v, want one gap", b.Stats())
 	}
+}
+
+// history returns the channel's stored publications after since.
+func history(t *testing.T, b *natsbroker.Broker, channel string, since uint64) []broker.Publication {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := b.Recover(ctx, channel, since, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Publications
+}
+
+// TestIdempotentPublish: a key is per channel; a repeat within the window
+// stores nothing and returns the first offset with Duplicate set.
+func TestIdempotentPublish(t *testing.T) {
+	ns := startNATS(t)
+	b := startBroker(t, ns.url(), natsbroker.Config{DuplicateWindow: time.Minute}, nil)
+	other := startBroker(t, ns.url(), natsbroker.Config{DuplicateWindow: time.Minute}, nil)
+	base := publish(t, b, "idem.a", "base", "").Offset
+	first := publish(t, b, "idem.a", "1", "k1")
+	steps := []struct {
+		name      string
+		via       *natsbroker.Broker
+		channel   string
+		key       string
+		duplicate bool // else a new offset
+	}{
+		{"same key, same channel", b, "idem.a", "k1", true},
+		{"same key from another node", other, "idem.a", "k1", true},
+		{"same key, other channel", b, "idem.b", "k1", false},
+		{"other key", b, "idem.a", "k2", false},
+		{"no key", b, "idem.a", "", false},
+		{"no key again", b, "idem.a", "", false},
+		{"key that looks like channel and key joined", b, "idem", ".ak1", false},
+		{"binary key", b, "idem.a", "\x00\r\n:|", false},
+		{"binary key again", b, "idem.a", "\x00\r\n:|", true},
+	}
+	seen := map[uint64]bool{base: true, first.Offset: true}
+	stored := map[string]int{"idem.a": 2}
+	firstOf := map[string]uint64{"idem.a|k1": first.Offset}
+	for _, s := range steps {
+		res := publish(t, s.via, s.channel, s.name, s.key)
+		if res.Duplicate != s.duplicate {
+			t.Fatalf("%s: %+v, want Duplicate %v", s.name, res, s.duplicate)
+		}
+		id := s.channel + "|" + s.key
+		if s.duplicate {
+			if res.Offset != firstOf[id] {
+				t.Fatalf("%s: offset %d, want the first publish's %d", s.name, res.Offset, firstOf[id])
+			}
+			continue
+		}
+		if seen[res.Offset] {
+			t.Fatalf("%s: offset %d given twice", s.name, res.Offset)
+		}
+		seen[res.Offset] = true
+		firstOf[id] = res.Offset
+		stored[s.channel]++
+	}
+	for c, n := range stored {
+		if got := history(t, b, c, 0); len(got) != n {
+			t.Fatalf("%s holds %d publications %v, want %d", c, len(got), describe(got), n)
+		}
+	}
+}
+
+// TestPublishOutcomeUnknown: the server stores a publish but its ack never
+// reaches the node (held in a proxy) before the context ends: the error is
+// ErrUnknownOutcome, not ErrUnavailable. Once replies flow again, the retry
+// with the same key returns the stored offset with Duplicate set, and
+// history holds the publication once.
+func TestPublishOutcomeUnknown(t *testing.T) {
+	ns := startNATS(t)
+	px := startProxy(t, ns.srv.Addr().String())
+	b := startBroker(t, px.url(), natsbroker.Config{}, nil)
+	reader := startBroker(t, ns.url(), natsbroker.Config{}, nil)
+	since := publish(t, b, "u", "before", "").Offset
+
+	px.holdReplies()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	_, err := b.Publish(ctx, "u", []byte("once"), broker.PublishOptions{IdempotencyKey: "retry-me"})
+	cancel()
+	if !errors.Is(err, broker.ErrUnknownOutcome) || errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("publish with the ack held: %v, want ErrUnknownOutcome", err)
+	}
+	stored := history(t, reader, "u", since)
+	if len(stored) != 1 || string(stored[0].Data) != "once" {
+		t.Fatalf("history after the lost ack %v, want the publication stored", describe(stored))
+	}
+	px.release()
+
+	res := publish(t, b, "u", "once", "retry-me")
+	if !res.Duplicate || res.Offset != stored[0].Offset {
+		t.Fatalf("retry %+v, want Duplicate with offset %d", res, stored[0].Offset)
+	}
+	if got := history(t, reader, "u", since); len(got) != 1 {
+		t.Fatalf("history after the retry %v, want the publication once", describe(got))
+	}
+}
+
+// TestPublishUnavailable: ErrUnavailable (not ErrUnknownOutcome) exactly
+// when nothing can have been stored.
+func TestPublishUnavailable(t *testing.T) {
+	ns := startNATS(t)
+	b := startBroker(t, ns.url(), natsbroker.Config{}, nil)
+	publish(t, b, "v", "warm", "")
+	cases := []struct {
+		name  string
+		setup func(t *testing.T) context.Context
+	}{
+		{"context already ended", func(t *testing.T) context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx
+		}},
+		{"stream deleted", func(t *testing.T) context.Context {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			t.Cleanup(cancel)
+			js := jetstreamOf(t, ns)
+			if err := js.DeleteStream(ctx, "HERALD"); err != nil {
+				t.Fatal(err)
+			}
+			return ctx
+		}},
+		{"not connected", func(t *testing.T) context.Context {
+			ns.stop()
+			deadline := time.Now().Add(10 * time.Second)
+			for b.Ready() == nil && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			t.Cleanup(cancel)
+			return ctx
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := c.setup(t)
+			_, err := b.Publish(ctx, "v", []byte("x"), broker.PublishOptions{IdempotencyKey: "k"})
+			if !errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrUnknownOutcome) {
+				t.Fatalf("publish: %v, want ErrUnavailable", err)
+			}
+			if c.name == "stream deleted" {
+				// The broker notices and creates the stream again.
+				publish(t, b, "v", "again", "")
+			}
+		})
+	}
+}
+
+func jetstreamOf(t *testing.T, ns *natsServer) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(ns.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

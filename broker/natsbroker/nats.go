@@ -333,6 +333,13 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 	}
 	ack, err := b.js.Publish(ctx, storedPrefix+subjectToken(channel), data, popts...)
 	if err != nil {
+		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+			// The stream is gone (deleted, or a NATS server that lost its
+			// state): the next publish or Ready creates it again.
+			b.mu.Lock()
+			b.stream = nil
+			b.mu.Unlock()
+		}
 		if notSent(err) {
 			return broker.PublishResult{}, fmt.Errorf("%w: publish %q: %v", broker.ErrUnavailable, channel, err)
 		}
