@@ -211,9 +211,9 @@ func TestUnrepairableGapIsSignalled(t *testing.T) {
 	// offs[2..6] have been pushed out of the 3-message history.
 	time.Sleep(100 * time.Millisecond)
 	r.release()
-	got := r.waitFor(t, "g", 3)
+	r.waitFor(t, "g", 3)
 	after := publish(t, pub, "g", "after", "").Offset
-	got = r.waitFor(t, "g", 4)
+	got := r.waitFor(t, "g", 4)
 	if len(got) != 4 || got[0].Offset != offs[0] || got[1].Offset != offs[1] ||
 		!got[2].Gap || got[2].Offset != offs[9] || got[2].Data != nil ||
 		got[3].Gap || got[3].Offset != after {
@@ -386,4 +386,58 @@ func jetstreamOf(t *testing.T, ns *natsServer) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	return js
+}
+
+// TestRecreatedStreamRestartsDelivery: the stream is deleted and created
+// again (by another node's publish) while a node is subscribed. Sequences
+// restart from 1, below what the node delivered; it notices, delivers a
+// Gap (its subscribers recover from the new history) and then delivers the
+// new stream's publications instead of discarding them as old.
+func TestRecreatedStreamRestartsDelivery(t *testing.T) {
+	ns := startNATS(t)
+	r := &recorder{}
+	b := startBroker(t, ns.url(), natsbroker.Config{GapCheckInterval: 50 * time.Millisecond}, r)
+	pub := startBroker(t, ns.url(), natsbroker.Config{}, nil)
+	if err := b.Subscribe("re"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		publish(t, pub, "re", fmt.Sprint(i), "")
+	}
+	r.waitFor(t, "re", 5)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := jetstreamOf(t, ns).DeleteStream(ctx, "HERALD"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx, "re", []byte("lost"), broker.PublishOptions{}); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("publish without a stream: %v, want ErrUnavailable", err)
+	}
+	first := publish(t, pub, "re", "new-1", "") // creates the stream again
+	if first.Offset != 1 {
+		t.Fatalf("first offset of the new stream %d, want 1", first.Offset)
+	}
+	got := r.waitFor(t, "re", 6)
+	gap := got[5]
+	if !gap.Gap || gap.Offset > first.Offset {
+		t.Fatalf("deliveries %v, want a gap through at most %d after the old ones", describe(got), first.Offset)
+	}
+	second := publish(t, pub, "re", "new-2", "")
+	// After the gap: the new publications it does not cover, once each.
+	var want []uint64
+	for _, off := range []uint64{first.Offset, second.Offset} {
+		if off > gap.Offset {
+			want = append(want, off)
+		}
+	}
+	r.waitFor(t, "re", 6+len(want))
+	time.Sleep(200 * time.Millisecond)
+	got = r.of("re")
+	var after []uint64
+	for _, p := range got[6:] {
+		after = append(after, p.Offset)
+	}
+	if fmt.Sprint(after) != fmt.Sprint(want) {
+		t.Fatalf("deliveries %v, want %v after the gap", describe(got), want)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +54,7 @@ type chanState struct {
 	suspect atomic.Bool
 
 	// Shard goroutine only (and Subscribe before ready).
+	epoch   uint64 // Broker.epoch the positions below belong to
 	last    uint64 // sequence of the last publication delivered (or covered by history at subscribe)
 	base    uint64 // stream sequence at subscribe when the channel was empty: every message of it is later
 	dropped int    // sub.Dropped() at the last check
@@ -68,10 +68,13 @@ func newShards(b *Broker, n, queue int) []*shard {
 	return shards
 }
 
+// shardOf hashes channel (FNV-1a) to its shard.
 func (b *Broker) shardOf(channel string) *shard {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(channel))
-	return b.shards[h.Sum32()%uint32(len(b.shards))]
+	h := uint32(2166136261)
+	for i := 0; i < len(channel); i++ {
+		h = (h ^ uint32(channel[i])) * 16777619
+	}
+	return b.shards[h%uint32(len(b.shards))]
 }
 
 func (s *shard) poke() {
@@ -178,6 +181,15 @@ func (s *shard) drainFresh() {
 // from the stream whatever the channel published since the last delivered
 // message and this node did not receive.
 func (s *shard) live(st *chanState, m *nats.Msg) {
+	if st.epoch != s.b.epoch.Load() {
+		// The stream was recreated: this message's sequence belongs to the
+		// new one. Rebase first; the message is then either covered by the
+		// history the Gap makes subscribers read, or later than it.
+		s.rebase(st, s.b.epoch.Load())
+		if st.epoch != s.b.epoch.Load() {
+			return // NATS did not answer; covered by the Gap delivered once it does
+		}
+	}
 	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 	if err != nil {
 		s.b.log.Warn("NATS live message without a sequence", "subject", m.Subject)
@@ -304,10 +316,15 @@ func (b *Broker) unbrokenAfter(ctx context.Context, stream jetstream.Stream, st 
 // channels whose subscription dropped messages since the last check (a
 // slow consumer is reported once per episode, drops are counted always).
 func (s *shard) checkSuspects(withDrops bool) {
-	var todo []*chanState
+	var todo, rebase []*chanState
+	epoch := s.b.epoch.Load()
 	s.mu.Lock()
 	for _, st := range s.chans {
 		if !st.ready {
+			continue
+		}
+		if st.epoch != epoch {
+			rebase = append(rebase, st)
 			continue
 		}
 		if withDrops && st.sub != nil {
@@ -321,12 +338,39 @@ func (s *shard) checkSuspects(withDrops bool) {
 		}
 	}
 	s.mu.Unlock()
+	for _, st := range rebase {
+		s.rebase(st, epoch)
+	}
 	for _, st := range todo {
 		s.checkTail(st)
 	}
 }
 
+// rebase moves st onto a recreated stream: its starting point is read again
+// as at subscribe, and a Gap through it makes the channel's subscribers
+// recover from the new stream's history.
+func (s *shard) rebase(st *chanState, epoch uint64) {
+	stream, err := s.b.currentStream()
+	if err != nil {
+		return // tried again on the next check
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.b.cfg.RepairTimeout)
+	defer cancel()
+	last, base, err := startingPoint(ctx, stream, st.stored)
+	if err != nil {
+		return
+	}
+	s.b.gaps.Add(1)
+	s.b.log.Warn("NATS stream recreated; subscribers recover from history", "channel", st.channel, "through", last)
+	st.epoch, st.last, st.base = epoch, last, base
+	st.suspect.Store(false)
+	s.b.deliver(broker.Publication{Channel: st.channel, Offset: last, Gap: true})
+}
+
 func (s *shard) checkTail(st *chanState) {
+	if !s.b.nc.IsConnected() {
+		return // stays suspect; a request now would only fail
+	}
 	stream, err := s.b.currentStream()
 	if err != nil {
 		return // stays suspect; checked again on the next tick
@@ -382,27 +426,14 @@ func (b *Broker) startAt(ctx context.Context, s *shard, st *chanState, sub *nats
 	if err != nil {
 		return err
 	}
-	// The stream position comes first: read in one reply with the
-	// channel's count, it is a lower bound of every message of a channel
-	// that is empty now.
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(st.stored))
+	epoch := b.epoch.Load()
+	last, base, err := startingPoint(ctx, stream, st.stored)
 	if err != nil {
-		return fmt.Errorf("stream info: %w", err)
-	}
-	var last uint64
-	if info.State.Subjects[st.stored] > 0 {
-		m, err := stream.GetLastMsgForSubject(ctx, st.stored)
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-		case err != nil:
-			return fmt.Errorf("last message: %w", err)
-		default:
-			last = m.Sequence
-		}
+		return err
 	}
 	s.mu.Lock()
 	st.sub = sub
-	st.last, st.base = last, info.State.LastSeq
+	st.epoch, st.last, st.base = epoch, last, base
 	if d, err := sub.Dropped(); err == nil {
 		st.dropped = d
 	}
@@ -410,6 +441,28 @@ func (b *Broker) startAt(ctx context.Context, s *shard, st *chanState, sub *nats
 	s.mu.Unlock()
 	s.poke()
 	return nil
+}
+
+// startingPoint reads the sequence of the last message stored on subject
+// (0 when none) and, for an empty subject, the stream's last sequence: a
+// lower bound of every message of it to come. The stream position comes
+// first, read in one reply with the subject's count.
+func startingPoint(ctx context.Context, stream jetstream.Stream, subject string) (last, base uint64, err error) {
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, 0, fmt.Errorf("stream info: %w", err)
+	}
+	if info.State.Subjects[subject] > 0 {
+		m, err := stream.GetLastMsgForSubject(ctx, subject)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return 0, 0, fmt.Errorf("last message: %w", err)
+		default:
+			last = m.Sequence
+		}
+	}
+	return last, info.State.LastSeq, nil
 }
 
 // subjectChannel is the live subject a slow-consumer report names.

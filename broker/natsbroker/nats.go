@@ -38,7 +38,14 @@
 // Channel names may contain '.', which separates NATS subject tokens; it is
 // written as '~' (not allowed in channel names) in subjects.
 //
-// Goroutines: nats.go's, plus Config.DeliveryShards delivery shards. A
+// A stream that is recreated (deleted, or on a NATS server that lost its
+// store) starts its sequences again from 1; a node notices by the stream's
+// creation time (after a reconnect, or within Config.GapCheckInterval) and
+// delivers a Gap for each subscribed channel, which restarts from the new
+// stream's history.
+//
+// Goroutines: nats.go's, one that watches the stream's identity, plus
+// Config.DeliveryShards delivery shards. A
 // channel belongs to one shard by hash of its name; the shard's queue
 // (Config.ShardQueue messages) is the NATS subscriptions' pending limit,
 // and the shard runs gap repair and the hub's Deliver (which encodes and
@@ -128,9 +135,15 @@ type Broker struct {
 	deliver broker.DeliverFunc
 	shards  []*shard
 
-	mu     sync.Mutex // guards subs and stream
-	subs   map[string]*subscription
-	stream jetstream.Stream
+	mu      sync.Mutex // guards subs, stream and created
+	subs    map[string]*subscription
+	stream  jetstream.Stream
+	created time.Time // the stream's creation time, which tells a recreated stream
+
+	// epoch counts the stream recreations seen (deleted, or on a NATS
+	// server that lost its state): sequences start again from 1, so every
+	// channel's position is rebased.
+	epoch atomic.Uint64
 
 	repaired atomic.Uint64
 	gaps     atomic.Uint64
@@ -263,7 +276,52 @@ func (b *Broker) ensureStream() error {
 	b.mu.Lock()
 	b.stream = s
 	b.mu.Unlock()
+	b.noteCreated(s.CachedInfo().Created)
 	return nil
+}
+
+// noteCreated records the stream's creation time; a different one than
+// before means the stream was recreated and its sequences restarted.
+func (b *Broker) noteCreated(created time.Time) {
+	b.mu.Lock()
+	prev := b.created
+	b.created = created
+	b.mu.Unlock()
+	if prev.IsZero() || prev.Equal(created) {
+		return
+	}
+	b.epoch.Add(1)
+	b.log.Warn("NATS stream was recreated; channels restart from its history", "stream", b.cfg.Stream)
+	for _, s := range b.shards {
+		s.poke()
+	}
+}
+
+// watchStream notices a stream recreated by another node or an operator,
+// which this node's connection would not see.
+func (b *Broker) watchStream() {
+	defer b.done.Done()
+	tick := time.NewTicker(b.cfg.GapCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-tick.C:
+		}
+		b.mu.Lock()
+		s := b.stream
+		b.mu.Unlock()
+		if s == nil || !b.nc.IsConnected() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RepairTimeout)
+		info, err := s.Info(ctx)
+		cancel()
+		if err == nil {
+			b.noteCreated(info.Created)
+		}
+	}
 }
 
 func (b *Broker) currentStream() (jetstream.Stream, error) {
@@ -294,6 +352,8 @@ func (b *Broker) Start(deliver broker.DeliverFunc) error {
 		b.done.Add(1)
 		go s.run(b.stop, &b.done)
 	}
+	b.done.Add(1)
+	go b.watchStream()
 	return nil
 }
 
