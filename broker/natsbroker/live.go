@@ -28,10 +28,11 @@ const maxHeld = 1024
 type shard struct {
 	b    *Broker
 	in   chan *nats.Msg // the NATS subscriptions' pending queue (capacity Config.ShardQueue)
-	wake chan struct{}  // capacity 1: a channel became ready or suspect
+	wake chan struct{}  // capacity 1: a channel became ready
 
-	mu    sync.Mutex // guards chans and each chanState's held, ready and sub
+	mu    sync.Mutex // guards chans, fresh and each chanState's held, ready, fresh and sub
 	chans map[string]*chanState
+	fresh []*chanState // became ready; their held messages wait for the shard goroutine
 }
 
 // chanState is one subscribed channel's delivery position. Fields below
@@ -85,16 +86,20 @@ func (s *shard) poke() {
 }
 
 // markSuspect flags the channel whose live subject is subject (all of the
-// shard's channels when subject is empty) for a check against the stream.
+// shard's channels when subject is empty) for the next check against the
+// stream.
 func (s *shard) markSuspect(subject string) {
 	s.mu.Lock()
-	for subj, st := range s.chans {
-		if subject == "" || subj == subject {
+	defer s.mu.Unlock()
+	if subject != "" {
+		if st := s.chans[subject]; st != nil {
 			st.suspect.Store(true)
 		}
+		return
 	}
-	s.mu.Unlock()
-	s.poke()
+	for _, st := range s.chans {
+		st.suspect.Store(true)
+	}
 }
 
 func (s *shard) run(stop <-chan struct{}, done *sync.WaitGroup) {
@@ -108,11 +113,10 @@ func (s *shard) run(stop <-chan struct{}, done *sync.WaitGroup) {
 		case m := <-s.in:
 			s.handle(m)
 		case <-s.wake:
-			s.drainQueue()
-			s.checkSuspects(false)
+			s.drainFresh()
 		case <-tick.C:
 			s.drainQueue()
-			s.checkSuspects(true)
+			s.checkSuspects()
 		}
 	}
 }
@@ -163,12 +167,13 @@ func (s *shard) drainFresh() {
 	}
 	var todo []work
 	s.mu.Lock()
-	for _, st := range s.chans {
-		if st.ready && st.fresh {
+	for _, st := range s.fresh {
+		if st.fresh {
 			todo = append(todo, work{st, st.held})
 			st.held, st.fresh = nil, false
 		}
 	}
+	s.fresh = nil
 	s.mu.Unlock()
 	for _, w := range todo {
 		for _, m := range w.msgs {
@@ -312,10 +317,11 @@ func (b *Broker) unbrokenAfter(ctx context.Context, stream jetstream.Stream, st 
 // checkSuspects compares, for each suspect channel, the last message the
 // stream holds with the last one delivered and repairs the difference: a
 // message dropped on the way with none after it is found here rather than
-// when the channel's next message arrives. withDrops also marks suspect the
-// channels whose subscription dropped messages since the last check (a
-// slow consumer is reported once per episode, drops are counted always).
-func (s *shard) checkSuspects(withDrops bool) {
+// when the channel's next message arrives. Channels whose subscription
+// dropped messages since the last check become suspect first (a slow
+// consumer is reported once per episode, drops are counted always), and
+// channels of a recreated stream are rebased.
+func (s *shard) checkSuspects() {
 	var todo, rebase []*chanState
 	epoch := s.b.epoch.Load()
 	s.mu.Lock()
@@ -327,7 +333,7 @@ func (s *shard) checkSuspects(withDrops bool) {
 			rebase = append(rebase, st)
 			continue
 		}
-		if withDrops && st.sub != nil {
+		if st.sub != nil {
 			if d, err := st.sub.Dropped(); err == nil && d != st.dropped {
 				st.dropped = d
 				st.suspect.Store(true)
@@ -438,6 +444,7 @@ func (b *Broker) startAt(ctx context.Context, s *shard, st *chanState, sub *nats
 		st.dropped = d
 	}
 	st.ready, st.fresh = true, true
+	s.fresh = append(s.fresh, st)
 	s.mu.Unlock()
 	s.poke()
 	return nil

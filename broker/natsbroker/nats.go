@@ -292,9 +292,6 @@ func (b *Broker) noteCreated(created time.Time) {
 	}
 	b.epoch.Add(1)
 	b.log.Warn("NATS stream was recreated; channels restart from its history", "stream", b.cfg.Stream)
-	for _, s := range b.shards {
-		s.poke()
-	}
 }
 
 // watchStream notices a stream recreated by another node or an operator,
