@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-ws/herald/broker"
 	"github.com/herald-ws/herald/broker/natsbroker"
 	"github.com/herald-ws/herald/internal/testutil"
 )
@@ -68,6 +69,87 @@ func TestNoGapAfterNATSReconnect(t *testing.T) {
 		}
 		if n := len(s.messages()); n != want {
 			t.Fatalf("%s ended with %d messages, want %d", name, n, want)
+		}
+	}
+}
+
+// stallingBroker stalls the hub's Deliver on demand, as a hub that falls
+// behind (encoding, compressing, a slow loop) would.
+type stallingBroker struct {
+	*natsbroker.Broker
+	gate recorder // only its stall machinery is used
+}
+
+func (s *stallingBroker) Start(deliver broker.DeliverFunc) error {
+	return s.Broker.Start(func(p broker.Publication) {
+		s.gate.mu.Lock()
+		stall := s.gate.stall
+		s.gate.mu.Unlock()
+		if stall != nil {
+			select {
+			case s.gate.stalled <- struct{}{}:
+			default:
+			}
+			<-stall
+		}
+		deliver(p)
+	})
+}
+
+// TestStalledHubLosesNothing: node A's delivery shard (queue of 8) is
+// stalled inside the hub's Deliver while node B publishes 200 messages to
+// two channels, so nats.go drops most of them. Once Deliver proceeds, every
+// WebSocket subscriber on A receives every publication exactly once, in
+// order.
+func TestStalledHubLosesNothing(t *testing.T) {
+	ns := startNATS(t)
+	nb, err := natsbroker.New(natsbroker.Config{URLs: ns.url(), HistorySize: 1000, HistoryTTL: time.Hour, Name: t.Name() + "-a",
+		DeliveryShards: 1, ShardQueue: 8, GapCheckInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := &stallingBroker{Broker: nb}
+	a := testutil.StartNode(t, testutil.NodeOptions{Broker: sb, HistorySize: 1000})
+	t.Cleanup(sb.gate.release) // before the node's cleanup closes the broker
+	b := startNode(t, ns, 1000)
+
+	channels := []string{"stall.one", "stall.two"}
+	subs := map[string][]*subscriber{}
+	for _, c := range channels {
+		for range 3 {
+			s, _ := listen(t, a, c, nil)
+			subs[c] = append(subs[c], s)
+		}
+	}
+	sb.gate.hold()
+	want := map[string][]uint64{}
+	for i := range 200 {
+		c := channels[i%2]
+		want[c] = append(want[c], testutil.Publish(t, b, c, i))
+		if i == 0 {
+			<-sb.gate.stalled
+		}
+	}
+	sb.gate.release()
+	for _, c := range channels {
+		for i, s := range subs[c] {
+			got := s.waitCount(t, len(want[c]), 30*time.Second)
+			for k, m := range got {
+				if k >= len(want[c]) || m.Op != "message" || m.Offset != want[c][k] {
+					t.Fatalf("%s subscriber %d: message %d = %s, want offset %d", c, i, k, m.Raw, want[c][min(k, len(want[c])-1)])
+				}
+			}
+		}
+	}
+	if nb.Stats().Repaired == 0 {
+		t.Fatalf("stats %+v: nothing was dropped, so nothing was tested", nb.Stats())
+	}
+	time.Sleep(300 * time.Millisecond)
+	for _, c := range channels {
+		for i, s := range subs[c] {
+			if n := len(s.messages()); n != len(want[c]) {
+				t.Fatalf("%s subscriber %d ended with %d messages, want %d", c, i, n, len(want[c]))
+			}
 		}
 	}
 }
