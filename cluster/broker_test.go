@@ -242,6 +242,12 @@ func TestIdempotentPublish(t *testing.T) {
 	ns := startNATS(t)
 	b := startBroker(t, ns.url(), natsbroker.Config{DuplicateWindow: time.Minute}, nil)
 	other := startBroker(t, ns.url(), natsbroker.Config{DuplicateWindow: time.Minute}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream, err := jetstreamOf(t, ns).Stream(ctx, "HERALD")
+	if err != nil || stream.CachedInfo().Config.Duplicates != time.Minute {
+		t.Fatalf("stream %v (%v): want Duplicates = the configured window", stream, err)
+	}
 	base := publish(t, b, "idem.a", "base", "").Offset
 	first := publish(t, b, "idem.a", "1", "k1")
 	steps := []struct {
