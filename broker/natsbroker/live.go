@@ -219,6 +219,9 @@ func (s *shard) live(st *chanState, m *nats.Msg) {
 			// delivered.
 			s.gap(st, seq-1)
 		}
+		if seq <= st.last {
+			return // a predecessor at or past the message itself: not the stream's
+		}
 	}
 	s.deliver(st, broker.Publication{Channel: st.channel, Offset: seq, Data: m.Data, Time: time.Now()})
 }
