@@ -131,6 +131,7 @@ func TestStalledHubLosesNothing(t *testing.T) {
 		}
 	}
 	sb.gate.release()
+	released := time.Now()
 	for _, c := range channels {
 		for i, s := range subs[c] {
 			got := s.waitCount(t, len(want[c]), 30*time.Second)
@@ -144,6 +145,7 @@ func TestStalledHubLosesNothing(t *testing.T) {
 	if nb.Stats().Repaired == 0 {
 		t.Fatalf("stats %+v: nothing was dropped, so nothing was tested", nb.Stats())
 	}
+	t.Logf("caught up %v after the stall ended; %+v", time.Since(released), nb.Stats())
 	time.Sleep(300 * time.Millisecond)
 	for _, c := range channels {
 		for i, s := range subs[c] {
