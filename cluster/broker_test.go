@@ -297,36 +297,56 @@ func TestIdempotentPublish(t *testing.T) {
 }
 
 // TestPublishOutcomeUnknown: the server stores a publish but its ack never
-// reaches the node (held in a proxy) before the context ends: the error is
-// ErrUnknownOutcome, not ErrUnavailable. Once replies flow again, the retry
-// with the same key returns the stored offset with Duplicate set, and
-// history holds the publication once.
+// reaches the node (held in a proxy until the context ends, or the
+// connection cut while waiting): the error is ErrUnknownOutcome, not
+// ErrUnavailable. Once the node is through again, the retry with the same
+// key returns the stored offset with Duplicate set, and history holds the
+// publication once.
 func TestPublishOutcomeUnknown(t *testing.T) {
 	ns := startNATS(t)
 	px := startProxy(t, ns.srv.Addr().String())
 	b := startBroker(t, px.url(), natsbroker.Config{}, nil)
 	reader := startBroker(t, ns.url(), natsbroker.Config{}, nil)
-	since := publish(t, b, "u", "before", "").Offset
-
-	px.holdReplies()
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	_, err := b.Publish(ctx, "u", []byte("once"), broker.PublishOptions{IdempotencyKey: "retry-me"})
-	cancel()
-	if !errors.Is(err, broker.ErrUnknownOutcome) || errors.Is(err, broker.ErrUnavailable) {
-		t.Fatalf("publish with the ack held: %v, want ErrUnknownOutcome", err)
+	faults := []struct {
+		name    string
+		timeout time.Duration
+		during  func() // runs while the publish waits for its ack
+		after   func()
+	}{
+		{"ack held past the deadline", 500 * time.Millisecond, func() {}, px.release},
+		{"connection cut while waiting", 3 * time.Second,
+			func() { time.Sleep(200 * time.Millisecond); px.cut() },
+			func() { px.release(); px.restore() }},
 	}
-	stored := history(t, reader, "u", since)
-	if len(stored) != 1 || string(stored[0].Data) != "once" {
-		t.Fatalf("history after the lost ack %v, want the publication stored", describe(stored))
-	}
-	px.release()
-
-	res := publish(t, b, "u", "once", "retry-me")
-	if !res.Duplicate || res.Offset != stored[0].Offset {
-		t.Fatalf("retry %+v, want Duplicate with offset %d", res, stored[0].Offset)
-	}
-	if got := history(t, reader, "u", since); len(got) != 1 {
-		t.Fatalf("history after the retry %v, want the publication once", describe(got))
+	for i, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			channel, key := fmt.Sprint("u", i), fmt.Sprint("retry-", i)
+			since := publish(t, b, channel, "before", "").Offset
+			px.holdReplies()
+			ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+			go f.during()
+			_, err := b.Publish(ctx, channel, []byte("once"), broker.PublishOptions{IdempotencyKey: key})
+			cancel()
+			if !errors.Is(err, broker.ErrUnknownOutcome) || errors.Is(err, broker.ErrUnavailable) {
+				t.Fatalf("publish: %v, want ErrUnknownOutcome", err)
+			}
+			stored := history(t, reader, channel, since)
+			if len(stored) != 1 || string(stored[0].Data) != "once" {
+				t.Fatalf("history after the lost ack %v, want the publication stored", describe(stored))
+			}
+			f.after()
+			deadline := time.Now().Add(10 * time.Second)
+			for b.Ready() != nil && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			res := publish(t, b, channel, "once", key)
+			if !res.Duplicate || res.Offset != stored[0].Offset {
+				t.Fatalf("retry %+v, want Duplicate with offset %d", res, stored[0].Offset)
+			}
+			if got := history(t, reader, channel, since); len(got) != 1 {
+				t.Fatalf("history after the retry %v, want the publication once", describe(got))
+			}
+		})
 	}
 }
 
