@@ -1,31 +1,17 @@
-// Package natsbroker is the clustered broker: Herald nodes share
-// publications through NATS, and history lives in one JetStream stream.
-//
-// Publishing stores the message in the stream (subject herald.ch.<channel>)
-// and the stream's sequence number becomes the offset, so a message has the
-// same offset on every node. The stream republishes every stored message,
-// in stream order, to herald.live.<channel> with its sequence in the
-// Nats-Sequence header; a node subscribes to that subject (core NATS) when
-// its first local subscriber of the channel arrives and unsubscribes when
-// the last one leaves, so it receives traffic only for channels someone
-// there wants. Live delivery is at-most-once (core NATS); a client that
-// reconnects recovers what it missed from the stream with since.
-//
-// Channel names may contain '.', which separates NATS subject tokens; it is
-// written as '~' (not allowed in channel names) in subjects.
-//
-// Goroutines: nats.go's, plus one dispatcher that hands live messages to the
-// hub in arrival order. Every method is safe for concurrent use.
 package natsbroker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -39,7 +25,19 @@ const (
 	livePrefix   = "herald.live."
 )
 
-// Config configures the NATS broker.
+// Defaults of the Config fields that take one.
+const (
+	DefaultDuplicateWindow  = 2 * time.Minute
+	DefaultShardQueue       = 8192
+	DefaultGapCheckInterval = time.Second
+	DefaultRepairTimeout    = 2 * time.Second
+)
+
+// jsErrDuplicateInProcess: a clustered stream saw the message id but has
+// not stored the first message yet; it may still be.
+const jsErrDuplicateInProcess jetstream.ErrorCode = 10158
+
+// Config configures the NATS broker. Zero values take defaults.
 type Config struct {
 	URLs        string        // nats://host:port[,nats://host:port...]
 	Stream      string        // JetStream stream name; default HERALD
@@ -49,6 +47,32 @@ type Config struct {
 	MemoryStore bool          // keep the stream in memory instead of on disk
 	Name        string        // client connection name
 	Logger      *slog.Logger
+	// DuplicateWindow is how long the stream remembers idempotency keys
+	// (the stream's Duplicates); default DefaultDuplicateWindow, at most
+	// HistoryTTL when that is set.
+	DuplicateWindow time.Duration
+	// DeliveryShards is the number of delivery goroutines; default
+	// GOMAXPROCS.
+	DeliveryShards int
+	// ShardQueue is each shard's queue of live messages, the pending limit
+	// of the NATS subscriptions on it (nats.go's channel subscriptions take
+	// no other); nats.go drops past it and reports a slow consumer, which
+	// is repaired as a gap. It bounds live messages in flight to
+	// DeliveryShards x ShardQueue, each at most the NATS server's
+	// max_payload. Default DefaultShardQueue.
+	ShardQueue int
+	// GapCheckInterval is how often channels with possible drops are
+	// compared with the stream; default DefaultGapCheckInterval.
+	GapCheckInterval time.Duration
+	// RepairTimeout bounds one gap repair or check; default
+	// DefaultRepairTimeout.
+	RepairTimeout time.Duration
+}
+
+// Stats are counters of live delivery since New.
+type Stats struct {
+	Repaired uint64 // gaps filled from the stream
+	Gaps     uint64 // gaps that could not be filled and were delivered as Gap publications
 }
 
 // Broker is a broker.Broker on NATS and JetStream.
@@ -58,14 +82,30 @@ type Broker struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	deliver broker.DeliverFunc
+	shards  []*shard
 
-	mu     sync.Mutex // guards subs and stream
-	subs   map[string]*nats.Subscription
-	stream jetstream.Stream
+	mu      sync.Mutex // guards subs, stream and created
+	subs    map[string]*subscription
+	stream  jetstream.Stream
+	created time.Time // the stream's creation time, which tells a recreated stream
 
-	live chan *nats.Msg
+	// epoch counts the stream recreations seen (deleted, or on a NATS
+	// server that lost its state): sequences start again from 1, so every
+	// channel's position is rebased.
+	epoch atomic.Uint64
+
+	repaired atomic.Uint64
+	gaps     atomic.Uint64
+
 	stop chan struct{}
-	done chan struct{}
+	done sync.WaitGroup
+}
+
+// subscription is one channel's NATS interest and delivery state.
+type subscription struct {
+	sub   *nats.Subscription
+	shard *shard
+	state *chanState
 }
 
 // New connects to NATS. The connection retries forever in the background:
@@ -84,14 +124,31 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.DuplicateWindow <= 0 {
+		cfg.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if cfg.HistoryTTL > 0 && cfg.DuplicateWindow > cfg.HistoryTTL {
+		cfg.DuplicateWindow = cfg.HistoryTTL // JetStream refuses a window longer than MaxAge
+	}
+	if cfg.DeliveryShards < 1 {
+		cfg.DeliveryShards = runtime.GOMAXPROCS(0)
+	}
+	if cfg.ShardQueue < 1 {
+		cfg.ShardQueue = DefaultShardQueue
+	}
+	if cfg.GapCheckInterval <= 0 {
+		cfg.GapCheckInterval = DefaultGapCheckInterval
+	}
+	if cfg.RepairTimeout <= 0 {
+		cfg.RepairTimeout = DefaultRepairTimeout
+	}
 	b := &Broker{
 		cfg:  cfg,
 		log:  cfg.Logger,
-		subs: map[string]*nats.Subscription{},
-		live: make(chan *nats.Msg, 1<<16),
+		subs: map[string]*subscription{},
 		stop: make(chan struct{}),
-		done: make(chan struct{}),
 	}
+	b.shards = newShards(b, cfg.DeliveryShards, cfg.ShardQueue)
 	nc, err := nats.Connect(cfg.URLs,
 		nats.Name(cfg.Name),
 		nats.RetryOnFailedConnect(true),
@@ -103,12 +160,27 @@ func New(cfg Config) (*Broker, error) {
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			b.log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted())
-			go b.ensureStream()
+			go func() {
+				_ = b.ensureStream()
+				// Whatever was published while disconnected never
+				// arrived; the next message of a channel reveals it, the
+				// check finds it for channels that have none.
+				for _, s := range b.shards {
+					s.markSuspect("")
+				}
+			}()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
 			subj := ""
 			if s != nil {
 				subj = s.Subject
+			}
+			if errors.Is(err, nats.ErrSlowConsumer) && s != nil {
+				if channel, ok := subjectChannel(subj); ok {
+					b.shardOf(channel).markSuspect(subj)
+					b.log.Debug("NATS slow consumer; repairing from the stream", "channel", channel)
+					return
+				}
 			}
 			b.log.Warn("NATS async error", "subject", subj, "err", err)
 		}),
@@ -143,6 +215,7 @@ func (b *Broker) ensureStream() error {
 		MaxAge:            b.cfg.HistoryTTL,
 		MaxMsgsPerSubject: int64(b.cfg.HistorySize),
 		Discard:           jetstream.DiscardOld,
+		Duplicates:        b.cfg.DuplicateWindow,
 		AllowDirect:       true,
 		RePublish:         &jetstream.RePublish{Source: storedPrefix + ">", Destination: livePrefix + ">"},
 	})
@@ -152,7 +225,49 @@ func (b *Broker) ensureStream() error {
 	b.mu.Lock()
 	b.stream = s
 	b.mu.Unlock()
+	b.noteCreated(s.CachedInfo().Created)
 	return nil
+}
+
+// noteCreated records the stream's creation time; a different one than
+// before means the stream was recreated and its sequences restarted.
+func (b *Broker) noteCreated(created time.Time) {
+	b.mu.Lock()
+	prev := b.created
+	b.created = created
+	b.mu.Unlock()
+	if prev.IsZero() || prev.Equal(created) {
+		return
+	}
+	b.epoch.Add(1)
+	b.log.Warn("NATS stream was recreated; channels restart from its history", "stream", b.cfg.Stream)
+}
+
+// watchStream notices a stream recreated by another node or an operator,
+// which this node's connection would not see.
+func (b *Broker) watchStream() {
+	defer b.done.Done()
+	tick := time.NewTicker(b.cfg.GapCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-tick.C:
+		}
+		b.mu.Lock()
+		s := b.stream
+		b.mu.Unlock()
+		if s == nil || !b.nc.IsConnected() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RepairTimeout)
+		info, err := s.Info(ctx)
+		cancel()
+		if err == nil {
+			b.noteCreated(info.Created)
+		}
+	}
 }
 
 func (b *Broker) currentStream() (jetstream.Stream, error) {
@@ -179,84 +294,127 @@ func (b *Broker) Start(deliver broker.DeliverFunc) error {
 			b.log.Warn("NATS stream not ready yet", "err", err)
 		}
 	}
-	go b.dispatch()
+	for _, s := range b.shards {
+		b.done.Add(1)
+		go s.run(b.stop, &b.done)
+	}
+	b.done.Add(1)
+	go b.watchStream()
 	return nil
 }
 
-func (b *Broker) dispatch() {
-	defer close(b.done)
-	for {
-		select {
-		case <-b.stop:
-			return
-		case m := <-b.live:
-			p, ok := publicationOf(m)
-			if ok {
-				b.deliver(p)
-			}
-		}
-	}
-}
-
-func publicationOf(m *nats.Msg) (broker.Publication, bool) {
-	name, ok := strings.CutPrefix(m.Subject, livePrefix)
-	if !ok {
-		return broker.Publication{}, false
-	}
-	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-	if err != nil {
-		return broker.Publication{}, false
-	}
-	return broker.Publication{Channel: channelOf(name), Offset: seq, Data: m.Data, Time: time.Now()}, true
+// Stats returns the live delivery counters.
+func (b *Broker) Stats() Stats {
+	return Stats{Repaired: b.repaired.Load(), Gaps: b.gaps.Load()}
 }
 
 func subjectToken(channel string) string { return strings.ReplaceAll(channel, ".", "~") }
 func channelOf(token string) string      { return strings.ReplaceAll(token, "~", ".") }
 
+// msgID is the Nats-Msg-Id of an idempotent publish: keys are per channel,
+// and the hash keeps any key (any bytes, any length) a valid header value.
+func msgID(channel, key string) string {
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(channel)))])
+	h.Write([]byte(channel))
+	h.Write([]byte(key))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // Publish stores data in the stream; the stream sequence is the offset.
-func (b *Broker) Publish(ctx context.Context, channel string, data []byte, _ broker.PublishOptions) (broker.PublishResult, error) {
+func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts broker.PublishOptions) (broker.PublishResult, error) {
 	if !b.nc.IsConnected() {
-		return broker.PublishResult{}, broker.ErrUnavailable
+		return broker.PublishResult{}, fmt.Errorf("%w: publish %q: not connected to NATS", broker.ErrUnavailable, channel)
 	}
 	if _, err := b.currentStream(); err != nil {
 		return broker.PublishResult{}, fmt.Errorf("%w: %v", broker.ErrUnavailable, err)
 	}
-	ack, err := b.js.Publish(ctx, storedPrefix+subjectToken(channel), data)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return broker.PublishResult{}, fmt.Errorf("%w: publish %q: %v", broker.ErrUnavailable, channel, err)
+	}
+	var popts []jetstream.PublishOpt
+	if opts.IdempotencyKey != "" {
+		popts = append(popts, jetstream.WithMsgID(msgID(channel, opts.IdempotencyKey)))
+	}
+	ack, err := b.js.Publish(ctx, storedPrefix+subjectToken(channel), data, popts...)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+			// The stream is gone (deleted, or a NATS server that lost its
+			// state): the next publish or Ready creates it again.
+			b.mu.Lock()
+			b.stream = nil
+			b.mu.Unlock()
+		}
+		if notSent(err) {
+			return broker.PublishResult{}, fmt.Errorf("%w: publish %q: %v", broker.ErrUnavailable, channel, err)
+		}
+		return broker.PublishResult{}, fmt.Errorf("%w: publish %q: %v", broker.ErrUnknownOutcome, channel, err)
+	}
+	if ack.Sequence == 0 {
+		// A duplicate whose original this server cannot place.
+		return broker.PublishResult{}, fmt.Errorf("%w: publish %q: ack without a sequence", broker.ErrUnknownOutcome, channel)
 	}
 	return broker.PublishResult{Offset: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
 
+// notSent reports whether a failed JetStream publish certainly stored
+// nothing: it never left this process, nobody was there to store it, or
+// the stream answered with a refusal. Anything else (no ack in time, the
+// connection lost while waiting, a garbled ack) may have been stored.
+func notSent(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode != jsErrDuplicateInProcess
+	}
+	return errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded) ||
+		errors.Is(err, nats.ErrMaxPayload) ||
+		errors.Is(err, nats.ErrBadSubject) ||
+		errors.Is(err, nats.ErrInvalidConnection) ||
+		errors.Is(err, jetstream.ErrInvalidOption)
+}
+
 // Subscribe starts receiving the channel's live messages on this node. It
-// returns once the NATS server has registered the interest (a round trip),
-// so the hub can read history afterwards without a window in which a
-// message is neither in the history it read nor delivered live.
+// returns once the NATS server has registered the interest (a round trip)
+// and the channel's starting point is read, so the hub can read history
+// afterwards without a window in which a message is neither in the history
+// it read nor delivered live.
 func (b *Broker) Subscribe(channel string) error {
 	b.mu.Lock()
 	if _, ok := b.subs[channel]; ok {
 		b.mu.Unlock()
 		return nil
 	}
-	// Live messages of every channel share one Go channel and one
-	// dispatcher, which keeps each channel's order. nats.go drops messages
-	// for a channel subscription that falls 64Ki behind; a client that
-	// misses one recovers it with since.
-	sub, err := b.nc.ChanSubscribe(livePrefix+subjectToken(channel), b.live)
+	s, st := b.addChannel(channel)
+	// nats.go pushes into the shard's queue without blocking and drops
+	// (reporting a slow consumer) when it is full; that queue is the
+	// subscription's pending limit (a channel subscription has no other).
+	sub, err := b.nc.ChanSubscribe(st.live, s.in)
 	if err != nil {
+		s.removeChannel(st)
 		b.mu.Unlock()
 		return fmt.Errorf("%w: subscribe %q: %v", broker.ErrUnavailable, channel, err)
 	}
-	b.subs[channel] = sub
+	entry := &subscription{sub: sub, shard: s, state: st}
+	b.subs[channel] = entry
 	b.mu.Unlock()
-	// The round trip runs without the lock so that Publish, Ready and other
-	// channels' subscribes are not held up by it.
-	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
+	// The round trips run without the lock so that Publish, Ready and
+	// other channels' subscribes are not held up by them.
+	err = b.nc.FlushTimeout(5 * time.Second)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = b.startAt(ctx, s, st, sub)
+		cancel()
+	}
+	if err != nil {
 		b.mu.Lock()
-		if b.subs[channel] == sub {
+		if b.subs[channel] == entry {
 			delete(b.subs, channel)
 		}
 		b.mu.Unlock()
+		s.removeChannel(st)
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("%w: subscribe %q: %v", broker.ErrUnavailable, channel, err)
 	}
@@ -267,12 +425,13 @@ func (b *Broker) Subscribe(channel string) error {
 func (b *Broker) Unsubscribe(channel string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	sub, ok := b.subs[channel]
+	entry, ok := b.subs[channel]
 	if !ok {
 		return nil
 	}
 	delete(b.subs, channel)
-	if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+	entry.shard.removeChannel(entry.state)
+	if err := entry.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		return fmt.Errorf("natsbroker: unsubscribe %q: %w", channel, err)
 	}
 	return nil
@@ -370,8 +529,6 @@ func (b *Broker) Close() error {
 	}
 	close(b.stop)
 	b.nc.Close()
-	if b.deliver != nil {
-		<-b.done
-	}
+	b.done.Wait()
 	return nil
 }

@@ -13,11 +13,12 @@ import (
 func newClusterBroker(o *serveOptions, log *slog.Logger) (broker.Broker, error) {
 	host, _ := os.Hostname()
 	return natsbroker.New(natsbroker.Config{
-		URLs:        natsURLs(o.broker),
-		HistorySize: o.historySize,
-		HistoryTTL:  o.historyTTL,
-		Name:        "herald@" + host,
-		Logger:      log,
+		URLs:            natsURLs(o.broker),
+		HistorySize:     o.historySize,
+		HistoryTTL:      o.historyTTL,
+		DuplicateWindow: o.idempotencyWindow,
+		Name:            "herald@" + host,
+		Logger:          log,
 	})
 }
 
