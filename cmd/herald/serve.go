@@ -44,7 +44,6 @@ type serveOptions struct {
 	publishRate        float64
 	historySize        int
 	historyTTL         time.Duration
-	idempotencyWindow  time.Duration // -idempotency-window; 0 takes the broker default
 	broker             string
 	maxChannels        int
 	idempotencyWindow  time.Duration
