@@ -78,10 +78,21 @@ type Broker interface {
 	Close() error
 }
 
+// Nonblocking is implemented by brokers whose Subscribe, Unsubscribe and
+// Recover never wait for I/O (they take short locks only), so the hub may
+// call them on an event loop instead of the worker pool.
+type Nonblocking interface {
+	Broker
+	Nonblocking()
+}
+
 // Errors.
 var (
 	ErrUnavailable = errors.New("broker: unavailable")
 	ErrClosed      = errors.New("broker: closed")
+	// ErrTooManyChannels: creating the channel would pass the broker's
+	// channel limit (-max-channels).
+	ErrTooManyChannels = errors.New("broker: too many channels")
 	// ErrUnknownOutcome: the broker was asked to store the publication but
 	// did not confirm it in time; it may or may not have been stored.
 	ErrUnknownOutcome = errors.New("broker: publish outcome unknown")

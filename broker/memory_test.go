@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -82,13 +84,27 @@ func equal(a, b []int64) bool {
 
 // age moves the publication times of channel back by d, as if they had been
 // published d earlier.
+// startOf creates channel (as a first publish or subscribe would) and
+// returns its start offset.
+func startOf(t *testing.T, m *Memory, channel string) uint64 {
+	t.Helper()
+	sh, ch, err := m.lock(channel, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.mu.Unlock()
+	return ch.start
+}
+
 func age(m *Memory, channel string, d time.Duration) {
-	ch := m.channel(channel, false)
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	for i := range ch.ring {
-		if !ch.ring[i].Time.IsZero() {
-			ch.ring[i].Time = ch.ring[i].Time.Add(-d)
+	sh, ch, _ := m.lock(channel, false)
+	defer sh.mu.Unlock()
+	if ch == nil || ch.hist == nil {
+		return
+	}
+	for i := range ch.hist.ring {
+		if ch.hist.ring[i].at != 0 {
+			ch.hist.ring[i].at -= int64(d)
 		}
 	}
 }
@@ -96,7 +112,7 @@ func age(m *Memory, channel string, d time.Duration) {
 func TestMemoryOffsetsStartAtCreationTime(t *testing.T) {
 	m, _ := startMemory(t, MemoryConfig{HistorySize: 4})
 	before := uint64(time.Now().UnixMicro())
-	start := recoverFrom(t, m, "news", 0, false).Top
+	start := startOf(t, m, "news")
 	after := uint64(time.Now().UnixMicro())
 	if start < before || start > after {
 		t.Fatalf("empty channel's top %d, want its creation time in µs, within [%d, %d]", start, before, after)
@@ -124,7 +140,7 @@ func TestMemoryOffsetsStartAtCreationTime(t *testing.T) {
 
 func TestMemoryHistoryAndRecover(t *testing.T) {
 	m, _ := startMemory(t, MemoryConfig{HistorySize: 3})
-	start := recoverFrom(t, m, "news", 0, false).Top
+	start := startOf(t, m, "news")
 	for i := 1; i <= 5; i++ {
 		publish(t, m, "news", strconv.Itoa(i))
 	}
@@ -137,8 +153,11 @@ func TestMemoryHistoryAndRecover(t *testing.T) {
 		recovered bool
 	}{
 		{"at top", 5, true, []int64{}, true},
-		{"above top", 9, true, []int64{}, true},
-		{"far above top", 1 << 40, true, []int64{}, true},
+		// An offset above the top was never handed out for this channel
+		// (a reset store, a clock step, a bogus client value): the client
+		// must be told, and must not be positioned past later offsets.
+		{"above top", 9, true, []int64{}, false},
+		{"far above top", 1 << 40, true, []int64{}, false},
 		{"one behind", 4, true, []int64{5}, true},
 		{"at the oldest retained", 3, true, []int64{4, 5}, true},
 		{"just before the oldest retained", 2, true, []int64{3, 4, 5}, true},
@@ -166,7 +185,7 @@ func TestMemoryHistoryAndRecover(t *testing.T) {
 func TestMemoryRecoverFullHistory(t *testing.T) {
 	// While the ring has not wrapped, recovering from the start is complete.
 	m, _ := startMemory(t, MemoryConfig{HistorySize: 8})
-	start := recoverFrom(t, m, "news", 0, false).Top
+	start := startOf(t, m, "news")
 	for i := 1; i <= 3; i++ {
 		publish(t, m, "news", strconv.Itoa(i))
 	}
@@ -175,7 +194,7 @@ func TestMemoryRecoverFullHistory(t *testing.T) {
 		t.Fatalf("Recover(start) = %v, recovered %v; want [1 2 3], true", offsets(r.Publications, start), r.Recovered)
 	}
 	// An empty channel recovers from its start with nothing missed.
-	start = recoverFrom(t, m, "empty", 0, false).Top
+	start = startOf(t, m, "empty")
 	if r := recoverFrom(t, m, "empty", start, true); !r.Recovered || len(r.Publications) != 0 || r.Top != start {
 		t.Fatalf("empty channel Recover(start) = %+v, want top start, recovered, nothing", r)
 	}
@@ -186,7 +205,7 @@ func TestMemoryRecoverFullHistory(t *testing.T) {
 
 func TestMemoryHistoryTTL(t *testing.T) {
 	m, _ := startMemory(t, MemoryConfig{HistorySize: 10, HistoryTTL: time.Minute})
-	start := recoverFrom(t, m, "news", 0, false).Top
+	start := startOf(t, m, "news")
 	publish(t, m, "news", "1")
 	publish(t, m, "news", "2")
 	age(m, "news", 2*time.Minute)
@@ -223,14 +242,14 @@ func TestMemoryHistoryTTL(t *testing.T) {
 
 func TestMemoryNoHistory(t *testing.T) {
 	m, _ := startMemory(t, MemoryConfig{HistorySize: 0})
-	start := recoverFrom(t, m, "news", 0, false).Top
+	start := startOf(t, m, "news")
 	for i := 1; i <= 3; i++ {
 		publish(t, m, "news", strconv.Itoa(i))
 	}
 	for _, c := range []struct {
 		since     int64
 		recovered bool
-	}{{-1, false}, {0, false}, {2, false}, {3, true}, {4, true}} {
+	}{{-1, false}, {0, false}, {2, false}, {3, true}, {4, false}} {
 		r := recoverFrom(t, m, "news", start+uint64(c.since), true)
 		if len(r.Publications) != 0 || r.Recovered != c.recovered || r.Top != start+3 {
 			t.Errorf("Recover(start%+d) = %v, recovered %v, top start%+d; want nothing, %v, start+3",
@@ -274,7 +293,7 @@ func TestMemoryConcurrentPublishersDeliverInOrder(t *testing.T) {
 	channels := []string{"a", "b", "c"}
 	starts := map[string]uint64{}
 	for _, ch := range channels {
-		starts[ch] = recoverFrom(t, m, ch, 0, false).Top
+		starts[ch] = startOf(t, m, ch)
 		if ch != "c" {
 			if err := m.Subscribe(ch); err != nil {
 				t.Fatal(err)
@@ -377,9 +396,9 @@ func TestMemoryForgetIdle(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.forgetIdle()
-			_, kept := m.channels["ch"]
-			_, bystander := m.channels["bystander"]
-			_, keeper := m.channels["keeper"]
+			kept := m.lookup("ch") != nil
+			bystander := m.lookup("bystander") != nil
+			keeper := m.lookup("keeper") != nil
 			if kept != c.kept || bystander || !keeper {
 				t.Fatalf("after forgetIdle: ch kept %v (want %v), bystander kept %v, keeper kept %v", kept, c.kept, bystander, keeper)
 			}
@@ -399,6 +418,7 @@ func TestMemoryForgottenChannelStartsAgain(t *testing.T) {
 	publish(t, m, "news", "1")
 	old := publish(t, m, "news", "2")
 	age(m, "news", 2*time.Minute)
+	time.Sleep(time.Millisecond) // the clock passes the top, so the channel may be forgotten
 	m.forgetIdle()
 	time.Sleep(2 * time.Millisecond) // the new start is at least 2000 µs later
 	off := publish(t, m, "news", "3")
@@ -514,3 +534,187 @@ func TestMemoryCloseWithoutStart(t *testing.T) {
 }
 
 var _ Broker = (*Memory)(nil)
+
+func TestMemoryIdempotentPublish(t *testing.T) {
+	m, c := startMemory(t, MemoryConfig{HistorySize: 8})
+	if err := m.Subscribe("news"); err != nil {
+		t.Fatal(err)
+	}
+	pub := func(channel, key, data string) PublishResult {
+		t.Helper()
+		r, err := m.Publish(context.Background(), channel, []byte(data), PublishOptions{IdempotencyKey: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	first := pub("news", "k1", "1")
+	if first.Duplicate {
+		t.Fatal("first publish reported as a duplicate")
+	}
+	again := pub("news", "k1", "1-retry")
+	if !again.Duplicate || again.Offset != first.Offset {
+		t.Fatalf("retry = %+v, want duplicate of offset %d", again, first.Offset)
+	}
+	other := pub("news", "k2", "2")
+	if other.Duplicate || other.Offset != first.Offset+1 {
+		t.Fatalf("new key = %+v, want offset %d", other, first.Offset+1)
+	}
+	// Keys are per channel: the same key on another channel is new.
+	if r := pub("sport", "k1", "x"); r.Duplicate {
+		t.Fatalf("same key on another channel = %+v, want a new publication", r)
+	}
+	// Without a key nothing is deduplicated.
+	a, b := pub("news", "", "3"), pub("news", "", "3")
+	if a.Duplicate || b.Duplicate || b.Offset != a.Offset+1 {
+		t.Fatalf("unkeyed publishes = %+v, %+v", a, b)
+	}
+	got := c.take()
+	if len(got) != 4 {
+		t.Fatalf("delivered %d publications, want 4 (the duplicate must not be delivered)", len(got))
+	}
+	r := recoverFrom(t, m, "news", first.Offset-1, true)
+	if len(r.Publications) != 4 || string(r.Publications[0].Data) != "1" {
+		t.Fatalf("history = %d publications (first %q), want 4 starting with the original", len(r.Publications), r.Publications[0].Data)
+	}
+}
+
+func TestMemoryIdempotencyRacingPublishersStoreOnce(t *testing.T) {
+	m, _ := startMemory(t, MemoryConfig{HistorySize: 100})
+	start := startOf(t, m, "news")
+	var wg sync.WaitGroup
+	offsets := make([]PublishResult, 16)
+	for i := range offsets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := m.Publish(context.Background(), "news", []byte("1"), PublishOptions{IdempotencyKey: "same"})
+			if err != nil {
+				t.Error(err)
+			}
+			offsets[i] = r
+		}()
+	}
+	wg.Wait()
+	dups := 0
+	for _, r := range offsets {
+		if r.Offset != start+1 {
+			t.Fatalf("offset %d, want every publisher to get start+1", r.Offset-start)
+		}
+		if r.Duplicate {
+			dups++
+		}
+	}
+	if dups != len(offsets)-1 {
+		t.Fatalf("%d duplicates, want %d", dups, len(offsets)-1)
+	}
+}
+
+func TestMemoryIdempotencyWindowAndCap(t *testing.T) {
+	m, _ := startMemory(t, MemoryConfig{HistorySize: 8, IdempotencyWindow: 50 * time.Millisecond, MaxIdempotencyKeys: 3})
+	pub := func(key string) PublishResult {
+		r, err := m.Publish(context.Background(), "news", []byte("1"), PublishOptions{IdempotencyKey: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	a := pub("a")
+	time.Sleep(80 * time.Millisecond)
+	if r := pub("a"); r.Duplicate || r.Offset == a.Offset {
+		t.Fatalf("after the window: %+v, want a new publication", r)
+	}
+	for _, k := range []string{"b", "c", "d"} {
+		pub(k)
+	}
+	// The cap of 3 keys pushed out the oldest ("a" again), kept "d".
+	if r := pub("d"); !r.Duplicate {
+		t.Fatal("newest key forgotten")
+	}
+	if n := func() int { m.dedup.mu.Lock(); defer m.dedup.mu.Unlock(); return len(m.dedup.keys) }(); n > 3 {
+		t.Fatalf("%d keys remembered, cap 3", n)
+	}
+}
+
+func TestMemoryMaxChannels(t *testing.T) {
+	m, _ := startMemory(t, MemoryConfig{HistorySize: 8, MaxChannels: 2})
+	publish(t, m, "a", "1")
+	if err := m.Subscribe("b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Publish(context.Background(), "c", []byte("1"), PublishOptions{}); !errors.Is(err, ErrTooManyChannels) {
+		t.Fatalf("publish to a third channel: %v, want ErrTooManyChannels", err)
+	}
+	if err := m.Subscribe("c"); !errors.Is(err, ErrTooManyChannels) {
+		t.Fatalf("subscribe to a third channel: %v, want ErrTooManyChannels", err)
+	}
+	// Existing channels keep working.
+	publish(t, m, "a", "2")
+	publish(t, m, "b", "1")
+	if m.Channels() != 2 {
+		t.Fatalf("Channels() = %d", m.Channels())
+	}
+}
+
+// A channel that a subscriber leaves and that holds no history is forgotten
+// at once, not at the next sweep.
+func TestMemoryUnsubscribeForgetsEmptyChannelAtOnce(t *testing.T) {
+	m, _ := startMemory(t, MemoryConfig{HistorySize: 8, SweepInterval: time.Hour})
+	for i := 0; i < 1000; i++ {
+		name := "fresh-" + strconv.Itoa(i)
+		if err := m.Subscribe(name); err != nil {
+			t.Fatal(err)
+		}
+		if r := recoverFrom(t, m, name, 0, true); r.Recovered {
+			t.Fatal("recovered from 0 on a fresh channel")
+		}
+		if err := m.Unsubscribe(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := m.Channels(); n != 0 {
+		t.Fatalf("%d channels held after every subscriber left, want 0", n)
+	}
+}
+
+// Subscribing creates no history: what a subscribed, empty channel costs
+// is a small fixed amount, and a channel's history grows with what it holds.
+func TestMemoryChannelCostsWhatItHolds(t *testing.T) {
+	m := NewMemory(MemoryConfig{HistorySize: 1000, HistoryTTL: time.Minute, SweepInterval: time.Hour})
+	if err := m.Start(func(Publication) {}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	const n = 20_000
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("user:%08d", i)
+	}
+	before := heapInUse()
+	for _, name := range names {
+		if err := m.Subscribe(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	perChannel := float64(heapInUse()-before) / n
+	t.Logf("subscribed empty channel: %.0f B of heap in the broker", perChannel)
+	if perChannel > 160 {
+		t.Fatalf("a subscribed empty channel costs %.0f B of broker heap, want at most 160 (history must not be preallocated)", perChannel)
+	}
+	before = heapInUse()
+	for _, name := range names {
+		publish(t, m, name, "1")
+	}
+	perMessage := float64(heapInUse()-before) / n
+	t.Logf("first message of a channel: %.0f B of heap", perMessage)
+	if perMessage > 120 {
+		t.Fatalf("a channel's first message costs %.0f B, want at most 120 (history grows with what it holds)", perMessage)
+	}
+}
+
+func heapInUse() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}

@@ -9,11 +9,16 @@ import (
 	"time"
 
 	"github.com/herald-ws/herald/broker"
+	"github.com/herald-ws/herald/internal/workpool"
 	"github.com/herald-ws/herald/session"
 )
 
 // ErrBusy answers a subscribe when the broker work queue is full.
 var ErrBusy = errors.New("hub: server busy, try again")
+
+// ErrTooManyChannels refuses a subscription that would make this node hold
+// more channels than Config.MaxChannels.
+var ErrTooManyChannels = errors.New("hub: server channel limit reached")
 
 // ErrUnsubscribed answers a subscribe whose subscription was removed (by an
 // unsubscribe or the connection closing) before its history arrived.
@@ -27,9 +32,13 @@ type Config struct {
 	// compressed variant of each frame.
 	Compression        bool
 	CompressionMinSize int
-	// Workers run broker calls that may block (history, publish) off the
-	// event loops. Default 8.
-	Workers int
+	// Pool runs broker calls that may block (interest, history, publish)
+	// off the event loops. Nil: the hub starts its own with the defaults.
+	// Brokers that implement broker.Nonblocking are called on the loop.
+	Pool *workpool.Pool
+	// MaxChannels bounds the channels with local subscribers; a subscribe
+	// that would add one more fails with ErrTooManyChannels. 0: no limit.
+	MaxChannels int
 	// MaxPending bounds the live publications held back for one recovering
 	// subscription; past it the subscriber is closed as a slow consumer.
 	// Default 10,000.
@@ -45,6 +54,8 @@ type Hub struct {
 
 	mu       sync.RWMutex // guards channels and each channel's loops
 	channels map[string]*channel
+	inline   bool // the broker never blocks: call it on the loop
+	ownPool  bool
 
 	// interestMu serialises broker Subscribe/Unsubscribe calls per channel
 	// (striped, so one slow channel does not hold up the others).
@@ -53,122 +64,159 @@ type Hub struct {
 	subscriptions atomic.Int64
 	delivered     atomic.Int64 // frames written to subscribers
 	publications  atomic.Int64 // publications received from the broker
+	gaps          atomic.Int64
 
-	jobs      chan func()
+	pool *workpool.Pool
+
+	// dirty are channels whose broker interest may need dropping, settled
+	// by one reconciler goroutine. A set, so it is bounded by the number of
+	// channels however many unsubscribes arrive.
+	dirtyMu   sync.Mutex
+	dirty     map[string]struct{}
+	dirtyWake chan struct{}
 	stop      chan struct{}
 	closeOnce sync.Once
-	workers   sync.WaitGroup
+	reconDone chan struct{}
 }
 
-// channel is the set of loops with at least one subscriber.
+// channel is the set of loops with at least one subscriber. Its fields
+// are guarded by Hub.mu (inBroker is written under the channel's interest
+// lock as well).
 type channel struct {
-	name     string
-	loops    []*loopIndex
-	wanted   bool // some loop has subscribers (guarded by Hub.mu)
-	inBroker bool // broker.Subscribe done (guarded by interestMu)
+	loops    []*loopSubs
+	wanted   bool // some loop has subscribers
+	inBroker bool // broker.Subscribe done
 }
 
-// loopIndex is one event loop's subscriptions. Only that loop touches it.
-type loopIndex struct {
+// loopSubs is one event loop's subscribers of one channel. Which loopSubs
+// a channel has is guarded by Hub.mu; list is touched only by that loop.
+type loopSubs struct {
+	name string // the channel
 	loop *session.Loop
-	subs map[string]*subscriberList
-}
-
-type subscriberList struct {
 	list []*Subscription
 }
 
 // Subscription is one session's subscription to one channel. It is owned by
-// the session's loop.
+// the session's loop. It is small (48 bytes): a node may hold millions.
 type Subscription struct {
-	Channel string
 	sess    *session.Session
-	idx     *loopIndex
-	slot    int32
-	last    uint64 // highest offset sent to the client
-	pending bool   // recovering: live publications are held in held
+	ls      *loopSubs
+	last    uint64                // highest offset sent to the client
+	held    *[]broker.Publication // while pending: live publications held back
+	slot    int32                 // index in ls.list
+	pending bool                  // recovering: live publications are held in held
 	closed  bool
-	held    []broker.Publication
 }
 
-// Closed reports whether the subscription was removed.
-func (s *Subscription) Closed() bool { return s.closed }
+// Channel is the subscribed channel's name.
+func (s *Subscription) Channel() string { return s.ls.name }
+
+// Removed reports whether the subscription was removed (unsubscribed, or
+// its subscribe failed).
+func (s *Subscription) Removed() bool { return s.closed }
 
 // Session returns the subscribed session.
 func (s *Subscription) Session() *session.Session { return s.sess }
 
 // New returns a hub delivering publications from cfg.Broker. Call Start.
 func New(cfg Config) *Hub {
-	if cfg.Workers <= 0 {
-		cfg.Workers = 8
-	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 10_000
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Hub{
-		cfg:      cfg,
-		broker:   cfg.Broker,
-		log:      cfg.Logger,
-		channels: map[string]*channel{},
-		jobs:     make(chan func(), 1<<16),
-		stop:     make(chan struct{}),
+	h := &Hub{
+		cfg:       cfg,
+		broker:    cfg.Broker,
+		log:       cfg.Logger,
+		channels:  map[string]*channel{},
+		pool:      cfg.Pool,
+		dirty:     map[string]struct{}{},
+		dirtyWake: make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		reconDone: make(chan struct{}),
 	}
+	_, h.inline = cfg.Broker.(broker.Nonblocking)
+	if h.pool == nil {
+		h.pool = workpool.New(workpool.Config{Logger: cfg.Logger})
+		h.ownPool = true
+	}
+	return h
 }
 
-// Start starts the worker pool and the broker's delivery into the hub.
+// Start starts the reconciler and the broker's delivery into the hub.
 func (h *Hub) Start() error {
-	for range h.cfg.Workers {
-		h.workers.Add(1)
-		go h.work()
-	}
+	go h.reconcileLoop()
 	return h.broker.Start(h.Deliver)
 }
 
-// Close stops the workers; later calls do nothing. It waits at most two
-// seconds for a worker still inside a broker call (a clustered broker's
-// calls time out after ten), so a shutdown is not held up by an unreachable
-// NATS. The broker is closed by its owner.
+// Close stops the reconciler (and the worker pool, when the hub started
+// its own); later calls do nothing. The broker is closed by its owner.
 func (h *Hub) Close() {
 	h.closeOnce.Do(func() {
 		close(h.stop)
-		done := make(chan struct{})
-		go func() {
-			h.workers.Wait()
-			close(done)
-		}()
+		if h.ownPool {
+			h.pool.Close(2 * time.Second)
+		}
 		select {
-		case <-done:
+		case <-h.reconDone:
 		case <-time.After(2 * time.Second):
-			h.log.Warn("hub: workers still busy with the broker at shutdown")
+			h.log.Warn("hub: reconciler still inside a broker call at shutdown")
 		}
 	})
 }
 
-func (h *Hub) work() {
-	defer h.workers.Done()
+// Pool is the worker pool broker calls run on.
+func (h *Hub) Pool() *workpool.Pool { return h.pool }
+
+// markDirty asks the reconciler to settle name's broker interest.
+func (h *Hub) markDirty(name string) {
+	h.dirtyMu.Lock()
+	h.dirty[name] = struct{}{}
+	h.dirtyMu.Unlock()
+	select {
+	case h.dirtyWake <- struct{}{}:
+	default:
+	}
+}
+
+// reconcileLoop drops the broker interest of channels their last local
+// subscriber left, one at a time, off the loops.
+func (h *Hub) reconcileLoop() {
+	defer close(h.reconDone)
 	for {
 		select {
 		case <-h.stop:
 			return
-		case job := <-h.jobs:
-			job()
+		case <-h.dirtyWake:
 		}
-	}
-}
-
-// Go queues job for the worker pool and reports whether it was accepted;
-// it never blocks the caller. A full queue means the broker cannot keep up:
-// the caller answers its client with an error instead of piling up
-// goroutines.
-func (h *Hub) Go(job func()) bool {
-	select {
-	case h.jobs <- job:
-		return true
-	default:
-		return false
+		for {
+			h.dirtyMu.Lock()
+			var name string
+			found := false
+			for n := range h.dirty {
+				name, found = n, true
+				delete(h.dirty, n)
+				break
+			}
+			if len(h.dirty) == 0 && found {
+				h.dirty = map[string]struct{}{} // a drained map keeps its buckets
+			}
+			h.dirtyMu.Unlock()
+			if !found {
+				break
+			}
+			if err := h.reconcile(name); err != nil {
+				h.log.Warn("broker unsubscribe", "channel", name, "err", err)
+				select {
+				case <-h.stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				h.markDirty(name) // retried: the node must not keep the channel's traffic
+			}
+		}
 	}
 }
 
@@ -178,6 +226,7 @@ type Stats struct {
 	Subscriptions int64
 	Publications  int64
 	Delivered     int64
+	Gaps          int64 // continuity losses reported by the broker
 }
 
 // Stats returns a snapshot of the hub's counters.
@@ -185,53 +234,47 @@ func (h *Hub) Stats() Stats {
 	h.mu.RLock()
 	n := len(h.channels)
 	h.mu.RUnlock()
-	return Stats{Channels: n, Subscriptions: h.subscriptions.Load(), Publications: h.publications.Load(), Delivered: h.delivered.Load()}
-}
-
-func (h *Hub) loopIndexOf(s *session.Session) *loopIndex {
-	l := s.Loop()
-	if idx, ok := l.App.(*loopIndex); ok {
-		return idx
-	}
-	idx := &loopIndex{loop: l, subs: map[string]*subscriberList{}}
-	l.App = idx
-	return idx
+	return Stats{Channels: n, Subscriptions: h.subscriptions.Load(), Publications: h.publications.Load(), Delivered: h.delivered.Load(), Gaps: h.gaps.Load()}
 }
 
 // Deliver is the broker's callback: it encodes p once and gives each loop
 // with subscribers one task that writes it to all of them. It may run on
-// any goroutine and never blocks.
+// any goroutine and never blocks. A gap (p.Gap) makes every local
+// subscriber of the channel recover from history.
 func (h *Hub) Deliver(p broker.Publication) {
-	h.publications.Add(1)
-	var stack [16]*loopIndex
+	var stack [16]*loopSubs
 	loops := stack[:0]
 	h.mu.RLock()
 	if ch := h.channels[p.Channel]; ch != nil {
 		loops = append(loops, ch.loops...)
 	}
 	h.mu.RUnlock()
+	if p.Gap {
+		h.gaps.Add(1)
+		for _, ls := range loops {
+			_ = ls.loop.Exec(func() { h.recoverLoop(ls) })
+		}
+		return
+	}
+	h.publications.Add(1)
 	if len(loops) == 0 {
 		return
 	}
 	f := encode(p, h.cfg.Compression, h.cfg.CompressionMinSize, len(loops))
-	for _, idx := range loops {
+	for _, ls := range loops {
 		// An Exec error means the engine is stopping; whether the task
 		// still runs is then unknown, so the frame is not released here
 		// (releasing twice would hand it to the pool while in use). At
 		// worst it is left to the garbage collector.
-		_ = idx.loop.Exec(func() {
-			h.deliverOnLoop(idx, p, f)
+		_ = ls.loop.Exec(func() {
+			h.deliverOnLoop(ls, p, f)
 			f.release()
 		})
 	}
 }
 
-// deliverOnLoop runs on idx's loop.
-func (h *Hub) deliverOnLoop(idx *loopIndex, p broker.Publication, f *sharedFrame) {
-	sl := idx.subs[p.Channel]
-	if sl == nil {
-		return
-	}
+// deliverOnLoop runs on sl's loop.
+func (h *Hub) deliverOnLoop(sl *loopSubs, p broker.Publication, f *sharedFrame) {
 	var sent int64
 	// Backwards, with a bounds check: a write can find a peer gone, and
 	// gnet then closes the connection inside Write, whose OnClose
@@ -246,11 +289,11 @@ func (h *Hub) deliverOnLoop(idx *loopIndex, p broker.Publication, f *sharedFrame
 			continue
 		}
 		if sub.pending {
-			if len(sub.held) >= h.cfg.MaxPending {
+			if len(*sub.held) >= h.cfg.MaxPending {
 				sub.sess.Abort(session.CloseSlowConsumer)
 				continue
 			}
-			sub.held = append(sub.held, p)
+			*sub.held = append(*sub.held, p)
 			continue
 		}
 		if p.Offset <= sub.last {
@@ -267,27 +310,91 @@ func (h *Hub) deliverOnLoop(idx *loopIndex, p broker.Publication, f *sharedFrame
 	h.delivered.Add(sent)
 }
 
+// recoverLoop runs on sl's loop after the broker lost continuity on its
+// channel: each subscriber not already recovering re-reads the history
+// after the last offset it was sent, holding live publications back
+// meanwhile, exactly as a subscribe with since does.
+func (h *Hub) recoverLoop(sl *loopSubs) {
+	for i := len(sl.list) - 1; i >= 0; i-- {
+		if i >= len(sl.list) {
+			continue
+		}
+		if sub := sl.list[i]; !sub.closed && !sub.pending {
+			h.resync(sub)
+		}
+	}
+}
+
+// resync re-runs recovery for a live subscription. A subscriber whose
+// history cannot be read, or no longer reaches back to what it was sent,
+// is closed with 1012 (service restart) so its client reconnects and
+// learns from the subscribe ack (recovered:false) that it missed messages:
+// a connection is never left open over a silent hole.
+func (h *Hub) resync(sub *Subscription) {
+	sub.pending = true
+	sub.held = new([]broker.Publication)
+	from := sub.last
+	s := sub.sess
+	finish := func(rec broker.Recovery, err error) {
+		if sub.closed {
+			return
+		}
+		if err != nil || !rec.Recovered {
+			sub.pending = false
+			sub.held = nil
+			s.Abort(session.CloseResync)
+			return
+		}
+		h.replay(sub, rec, true, from)
+	}
+	h.run(s, func() (broker.Recovery, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return h.broker.Recover(ctx, sub.Channel(), from, true)
+	}, finish)
+}
+
+// run calls call off the loop (on the worker pool) and then done on s's
+// loop; with a broker that never blocks, both run here and now. A full
+// pool calls done with ErrBusy at once.
+func (h *Hub) run(s *session.Session, call func() (broker.Recovery, error), done func(broker.Recovery, error)) {
+	if h.inline {
+		rec, err := call()
+		done(rec, err)
+		return
+	}
+	accepted := h.pool.Submit(func() {
+		rec, err := call()
+		if s.Loop().Exec(func() { done(rec, err) }) != nil {
+			return // the engine is stopping; the session goes with it
+		}
+	})
+	if !accepted {
+		done(broker.Recovery{}, ErrBusy)
+	}
+}
+
 // SubscribeResult is what a subscribe came to, handed to the ack callback
 // on the session's loop before any message of the channel is sent.
 type SubscribeResult struct {
 	Offset    uint64 // the channel's top offset at subscribe time
-	Recovered bool   // false when since reached back past the history
+	Recovered bool   // false when since reached back past the history (or above the top)
 	Err       error
 }
 
 // Subscribe subscribes s to channel. With since != nil the publications
 // after *since are replayed first. ack runs on s's loop once the
 // subscription is live (or failed); the hub then sends the replayed
-// publications and flushes. Must run on s's loop.
+// publications and flushes. It returns nil when the subscribe failed at
+// once (ack has then already run with the error), so that nothing of a
+// refused subscription is left behind. Must run on s's loop.
 func (h *Hub) Subscribe(s *session.Session, channelName string, since *uint64, ack func(SubscribeResult)) *Subscription {
-	idx := h.loopIndexOf(s)
-	sub := &Subscription{Channel: channelName, sess: s, idx: idx, pending: true}
-	sl := idx.subs[channelName]
+	sl := h.loopSubsOf(channelName, s.Loop())
 	if sl == nil {
-		sl = &subscriberList{}
-		idx.subs[channelName] = sl
-		h.addLoop(channelName, idx)
+		ack(SubscribeResult{Err: ErrTooManyChannels})
+		return nil
 	}
+	sub := &Subscription{sess: s, ls: sl, pending: true, held: new([]broker.Publication)}
 	sub.slot = int32(len(sl.list))
 	sl.list = append(sl.list, sub)
 	h.subscriptions.Add(1)
@@ -296,53 +403,66 @@ func (h *Hub) Subscribe(s *session.Session, channelName string, since *uint64, a
 	if history {
 		from = *since
 	}
-	// Broker calls may block (a clustered broker does network round trips),
-	// so they run on the worker pool. Interest is settled before the
-	// history is read: whatever is published after the read reaches this
-	// node live, and until then the subscription holds live messages back.
-	accepted := h.Go(func() {
+	// Interest is settled before the history is read: whatever is
+	// published after the read reaches this node live, and until then the
+	// subscription holds live messages back.
+	h.run(s, func() (broker.Recovery, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		var rec broker.Recovery
-		err := h.reconcile(channelName)
-		if err == nil {
-			rec, err = h.broker.Recover(ctx, channelName, from, history)
+		if err := h.reconcile(channelName); err != nil {
+			return broker.Recovery{}, err
 		}
-		_ = s.Loop().Exec(func() { h.finishSubscribe(sub, rec, err, history, from, ack) })
+		return h.broker.Recover(ctx, channelName, from, history)
+	}, func(rec broker.Recovery, err error) {
+		h.finishSubscribe(sub, rec, err, history, from, ack)
 	})
-	if !accepted {
-		h.finishSubscribe(sub, broker.Recovery{}, ErrBusy, history, from, ack)
+	if sub.closed {
+		return nil // refused at once (a full worker pool, a broker error)
 	}
 	return sub
 }
 
 // finishSubscribe runs on the subscription's loop.
 func (h *Hub) finishSubscribe(sub *Subscription, rec broker.Recovery, err error, history bool, since uint64, ack func(SubscribeResult)) {
+	s := sub.sess
 	if sub.closed {
 		ack(SubscribeResult{Err: ErrUnsubscribed})
 		// The ack's reply sits in the loop's shared output buffer: flush it
 		// now, or the next session to flush on this loop writes it into its
 		// own connection.
-		if !sub.sess.Flush() {
-			sub.sess.Abort(session.ClosePolicy)
+		if !s.Flush() {
+			s.Abort(session.ClosePolicy)
 		}
 		return
 	}
-	s := sub.sess
 	if err != nil {
 		h.Unsubscribe(sub)
 		ack(SubscribeResult{Err: err})
 		s.Flush()
 		return
 	}
+	recovered := !history || rec.Recovered
+	if history && since > rec.Top {
+		// The client holds an offset this channel never reached (a reset
+		// store, a clock step, a bogus since): it is told, and positioned
+		// at the top, so every later publication reaches it.
+		recovered = false
+	}
+	ack(SubscribeResult{Offset: rec.Top, Recovered: recovered})
+	h.replay(sub, rec, history, since)
+}
+
+// replay ends a recovery on the subscription's loop: the history after
+// since, then the live publications held back meanwhile, each offset at
+// most once, then one flush.
+func (h *Hub) replay(sub *Subscription, rec broker.Recovery, history bool, since uint64) {
+	s := sub.sess
 	sub.pending = false
 	sub.last = rec.Top
-	ack(SubscribeResult{Offset: rec.Top, Recovered: !history || rec.Recovered})
 	var buf []byte
-	if history {
-		// The client has everything up to since; a broker whose top is
-		// below it (history expired or reset) must not make the held live
-		// messages at or below since go out again.
+	if history && since <= rec.Top {
+		// The client has everything up to since; a broker whose history
+		// starts below it must not send those again.
 		sub.last = since
 		for _, p := range rec.Publications {
 			buf = h.sendOne(sub, p, buf)
@@ -351,8 +471,10 @@ func (h *Hub) finishSubscribe(sub *Subscription, rec broker.Recovery, err error,
 			sub.last = rec.Top
 		}
 	}
-	for _, p := range sub.held {
-		buf = h.sendOne(sub, p, buf)
+	if sub.held != nil {
+		for _, p := range *sub.held {
+			buf = h.sendOne(sub, p, buf)
+		}
 	}
 	sub.held = nil
 	if !s.Flush() {
@@ -379,8 +501,7 @@ func (h *Hub) Unsubscribe(sub *Subscription) {
 	}
 	sub.closed = true
 	sub.held = nil
-	idx := sub.idx
-	sl := idx.subs[sub.Channel]
+	sl := sub.ls
 	last := len(sl.list) - 1
 	moved := sl.list[last]
 	sl.list[sub.slot] = moved
@@ -389,42 +510,56 @@ func (h *Hub) Unsubscribe(sub *Subscription) {
 	sl.list = sl.list[:last]
 	h.subscriptions.Add(-1)
 	if len(sl.list) == 0 {
-		delete(idx.subs, sub.Channel)
-		h.removeLoop(sub.Channel, idx)
-		name := sub.Channel
-		drop := func() {
-			if err := h.reconcile(name); err != nil {
-				h.log.Warn("broker unsubscribe", "channel", name, "err", err)
-			}
-		}
-		if !h.Go(drop) {
-			go drop() // must not be lost, or the node keeps the channel's traffic
-		}
+		sl.list = nil
+		h.removeLoop(sl)
+		h.markDirty(sl.name)
 	}
 }
 
-func (h *Hub) addLoop(name string, idx *loopIndex) {
+// loopSubsOf returns loop's subscriber list of the channel called name,
+// registering it (and the channel) on first use; nil when that would pass
+// MaxChannels. Must run on loop: only loop creates or removes its own list.
+func (h *Hub) loopSubsOf(name string, loop *session.Loop) *loopSubs {
+	h.mu.RLock()
+	if ch := h.channels[name]; ch != nil {
+		for _, ls := range ch.loops {
+			if ls.loop == loop {
+				h.mu.RUnlock()
+				return ls
+			}
+		}
+	}
+	h.mu.RUnlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ch := h.channels[name]
 	if ch == nil {
-		ch = &channel{name: name}
+		if max := h.cfg.MaxChannels; max > 0 && len(h.channels) >= max {
+			return nil
+		}
+		ch = &channel{}
 		h.channels[name] = ch
 	}
-	ch.loops = append(ch.loops, idx)
+	ls := &loopSubs{name: name, loop: loop}
+	ch.loops = append(ch.loops, ls)
 	ch.wanted = true
+	return ls
 }
 
-func (h *Hub) removeLoop(name string, idx *loopIndex) {
+// removeLoop drops ls, whose last subscriber left, from its channel.
+func (h *Hub) removeLoop(ls *loopSubs) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ch := h.channels[name]
+	ch := h.channels[ls.name]
 	if ch == nil {
 		return
 	}
 	for i, l := range ch.loops {
-		if l == idx {
-			ch.loops = append(ch.loops[:i], ch.loops[i+1:]...)
+		if l == ls {
+			last := len(ch.loops) - 1
+			ch.loops[i] = ch.loops[last]
+			ch.loops[last] = nil
+			ch.loops = ch.loops[:last]
 			break
 		}
 	}
@@ -433,6 +568,7 @@ func (h *Hub) removeLoop(name string, idx *loopIndex) {
 		// drops it under interestMu: deleting it here, while a reconcile
 		// may be inside broker.Subscribe, would orphan the interest that
 		// call registers.
+		ch.loops = nil
 		ch.wanted = false
 	}
 }

@@ -95,13 +95,7 @@ func BenchmarkFanOut(b *testing.B) {
 			for _, s := range sessions {
 				h.Subscribe(s, "bench", nil, func(SubscribeResult) {})
 			}
-			h.Close() // no workers needed: finish the subscribes by hand
-			for _, s := range sessions {
-				idx := h.loopIndexOf(s)
-				for _, sub := range idx.subs["bench"].list {
-					sub.pending = false
-				}
-			}
+			h.Close() // the memory broker is called on the loop: the subscribes are done
 			fl.run()
 			data := []byte(`{"title":"breaking","body":"a short push notification payload"}`)
 			b.ReportAllocs()
@@ -129,10 +123,7 @@ func TestFanOutAllocationsDoNotGrowWithSubscribers(t *testing.T) {
 		for _, s := range sessions {
 			h.Subscribe(s, "c", nil, func(SubscribeResult) {})
 		}
-		h.Close()
-		for _, sub := range h.loopIndexOf(sessions[0]).subs["c"].list {
-			sub.pending = false
-		}
+		h.Close() // the memory broker is called on the loop: the subscribes are done
 		fl.run()
 		data := []byte(`{"n":1}`)
 		off := uint64(0)

@@ -51,7 +51,7 @@ func New(cfg Config) *Handler {
 // connection's loop touches it.
 type client struct {
 	id     auth.Identity
-	subs   map[string]*hub.Subscription
+	subs   subSet
 	tokens float64 // publish rate limiter bucket
 	refill int64   // unix nanoseconds of the last refill
 	reply  []byte  // scratch for encoding replies
@@ -118,10 +118,10 @@ func (h *Handler) OnClose(s *session.Session, _ session.CloseReason) {
 	if !ok {
 		return
 	}
-	for _, sub := range c.subs {
+	for _, sub := range c.subs.list {
 		h.cfg.Hub.Unsubscribe(sub)
 	}
-	c.subs = nil
+	c.subs = subSet{}
 }
 
 // OnMessage handles one client frame.
@@ -179,24 +179,29 @@ func (h *Handler) subscribe(s *session.Session, c *client, req *request) {
 	if !h.checkChannel(s, c, req) {
 		return
 	}
-	if _, dup := c.subs[req.Channel]; dup {
+	if c.subs.get(req.Channel) != nil {
 		h.replyError(s, c, req.ID, CodeBadRequest, "already subscribed to "+req.Channel)
 		return
 	}
-	if max := h.cfg.MaxChannelsPerConn; max > 0 && len(c.subs) >= max {
+	if max := h.cfg.MaxChannelsPerConn; max > 0 && c.subs.len() >= max {
 		h.replyError(s, c, req.ID, CodeTooManyChannels, fmt.Sprintf("at most %d channels per connection", max))
 		return
 	}
-	if c.subs == nil {
-		c.subs = make(map[string]*hub.Subscription, 2)
-	}
 	id, channel, since := req.ID, req.Channel, req.Since
-	sub := h.cfg.Hub.Subscribe(s, channel, since, func(res hub.SubscribeResult) {
+	var sub *hub.Subscription
+	sub = h.cfg.Hub.Subscribe(s, channel, since, func(res hub.SubscribeResult) {
 		if res.Err != nil {
-			if cur := c.subs[channel]; cur != nil && cur.Closed() {
-				delete(c.subs, channel)
+			// Only this subscribe's own entry goes: a refused subscribe
+			// leaves nothing behind, so a retry is a fresh subscribe and
+			// does not count against -max-channels-per-conn.
+			if sub != nil {
+				c.subs.remove(sub)
 			}
-			h.replyError(s, c, id, CodeUnavailable, "subscribe failed: "+res.Err.Error())
+			code := CodeUnavailable
+			if errors.Is(res.Err, hub.ErrTooManyChannels) || errors.Is(res.Err, broker.ErrTooManyChannels) {
+				code = CodeTooManyChannels
+			}
+			h.replyError(s, c, id, code, "subscribe failed: "+res.Err.Error())
 			return
 		}
 		var rec *bool
@@ -206,8 +211,8 @@ func (h *Handler) subscribe(s *session.Session, c *client, req *request) {
 		c.reply = appendAck(c.reply[:0], id, true, res.Offset, rec)
 		s.Send(ws.OpText, c.reply)
 	})
-	if sub != nil {
-		c.subs[channel] = sub
+	if sub != nil && !sub.Removed() {
+		c.subs.add(sub)
 	}
 }
 
@@ -216,13 +221,13 @@ func (h *Handler) unsubscribe(s *session.Session, c *client, req *request) {
 		h.replyError(s, c, req.ID, CodeBadRequest, "channel must be 1-255 bytes of [A-Za-z0-9:_.-]")
 		return
 	}
-	sub, ok := c.subs[req.Channel]
-	if !ok {
+	sub := c.subs.get(req.Channel)
+	if sub == nil {
 		h.replyError(s, c, req.ID, CodeBadRequest, "not subscribed to "+req.Channel)
 		return
 	}
 	h.cfg.Hub.Unsubscribe(sub)
-	delete(c.subs, req.Channel)
+	c.subs.remove(sub)
 	c.reply = appendAck(c.reply[:0], req.ID, false, 0, nil)
 	s.Send(ws.OpText, c.reply)
 }
@@ -300,7 +305,7 @@ func (h *Handler) startPublish(s *session.Session, c *client, p pendingPublish) 
 		c.queued = c.queued[1:]
 		h.startPublish(s, c, next)
 	}
-	accepted := h.cfg.Hub.Go(func() {
+	accepted := h.cfg.Hub.Pool().Submit(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.PublishTimeout)
 		defer cancel()
 		res, err := h.cfg.Broker.Publish(ctx, p.channel, p.data, broker.PublishOptions{IdempotencyKey: p.key})

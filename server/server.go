@@ -15,6 +15,7 @@ import (
 	"github.com/herald-ws/herald/broker"
 	"github.com/herald-ws/herald/engine"
 	"github.com/herald-ws/herald/hub"
+	"github.com/herald-ws/herald/internal/workpool"
 	"github.com/herald-ws/herald/push"
 	"github.com/herald-ws/herald/session"
 )
@@ -32,6 +33,16 @@ type Options struct {
 	PublishRate        float64
 	HistorySize        int
 	HistoryTTL         time.Duration
+	// MaxChannels bounds the channels this node holds (with local
+	// subscribers, and in the memory broker with history); 0: no limit.
+	MaxChannels int
+	// IdempotencyWindow is how long the memory broker remembers
+	// idempotency keys (0: broker.DefaultIdempotencyWindow).
+	IdempotencyWindow time.Duration
+	// Workers and WorkQueue size the pool that runs broker calls off the
+	// event loops (0: workpool defaults).
+	Workers   int
+	WorkQueue int
 	// Broker is the broker to use; nil means a new in-memory broker with
 	// HistorySize and HistoryTTL.
 	Broker broker.Broker
@@ -47,7 +58,7 @@ type Options struct {
 	// PublishTimeout is the broker's deadline for one channel of an API
 	// publish and for one client publish; 0 means 5 s.
 	PublishTimeout time.Duration
-	Logger    *slog.Logger
+	Logger         *slog.Logger
 }
 
 // Node is one running Herald node.
@@ -56,6 +67,7 @@ type Node struct {
 	log      *slog.Logger
 	broker   broker.Broker
 	hub      *hub.Hub
+	pool     *workpool.Pool
 	engine   *engine.Server
 	api      *http.Server
 	apiLn    net.Listener
@@ -77,11 +89,19 @@ func New(o Options) (*Node, error) {
 	n := &Node{opts: o, log: o.Logger}
 	n.broker = o.Broker
 	if n.broker == nil {
-		n.broker = broker.NewMemory(broker.MemoryConfig{HistorySize: o.HistorySize, HistoryTTL: o.HistoryTTL})
+		n.broker = broker.NewMemory(broker.MemoryConfig{
+			HistorySize:       o.HistorySize,
+			HistoryTTL:        o.HistoryTTL,
+			MaxChannels:       o.MaxChannels,
+			IdempotencyWindow: o.IdempotencyWindow,
+		})
 	}
+	n.pool = workpool.New(workpool.Config{Workers: o.Workers, Queue: o.WorkQueue, Logger: o.Logger})
 	sc := &o.Engine.Session
 	n.hub = hub.New(hub.Config{
 		Broker:             n.broker,
+		Pool:               n.pool,
+		MaxChannels:        o.MaxChannels,
 		Compression:        sc.Compression,
 		CompressionMinSize: sc.CompressionMinSize,
 		Logger:             o.Logger,
@@ -135,6 +155,7 @@ func (n *Node) Start() error {
 	}
 	if err := n.engine.Start(); err != nil {
 		n.hub.Close()
+		n.pool.Close(time.Second)
 		_ = n.broker.Close()
 		return fmt.Errorf("server: client listener: %w", err)
 	}
@@ -143,6 +164,7 @@ func (n *Node) Start() error {
 		if err != nil {
 			_ = n.engine.Stop(context.Background())
 			n.hub.Close()
+			n.pool.Close(time.Second)
 			_ = n.broker.Close()
 			return fmt.Errorf("server: API listener: %w", err)
 		}
@@ -235,6 +257,7 @@ func (n *Node) Shutdown(ctx context.Context, grace time.Duration) error {
 		cancel()
 	}
 	n.hub.Close()
+	n.pool.Close(2 * time.Second)
 	if cerr := n.broker.Close(); err == nil {
 		err = cerr
 	}
@@ -251,5 +274,6 @@ func (n *Node) Stop() {
 		_ = n.api.Close()
 	}
 	n.hub.Close()
+	n.pool.Close(2 * time.Second)
 	_ = n.broker.Close()
 }

@@ -16,6 +16,7 @@ const (
 	CloseGoingAway                                // server shutdown; 1001
 	ClosePolicy                                   // the application closed it for policy; 1008
 	CloseTimeout                                  // the peer never answered our close frame
+	CloseResync                                   // the server lost continuity on a channel the client subscribes to; 1012, reconnect and recover with since
 )
 
 var closeReasonNames = [...]string{
@@ -28,6 +29,7 @@ var closeReasonNames = [...]string{
 	CloseGoingAway:         "going_away",
 	ClosePolicy:            "policy",
 	CloseTimeout:           "close_timeout",
+	CloseResync:            "resync",
 }
 
 func (r CloseReason) String() string {
@@ -37,6 +39,10 @@ func (r CloseReason) String() string {
 	return "unknown"
 }
 
+// StatusServiceRestart (1012, IANA registry) asks the client to reconnect:
+// Herald sends it when a subscriber must recover from history.
+const StatusServiceRestart ws.StatusCode = 1012
+
 // code is the close code the server sends for a reason it initiates.
 func (r CloseReason) code() ws.StatusCode {
 	switch r {
@@ -44,6 +50,8 @@ func (r CloseReason) code() ws.StatusCode {
 		return ws.StatusPolicyViolation
 	case CloseGoingAway, CloseIdleTimeout:
 		return ws.StatusGoingAway
+	case CloseResync:
+		return StatusServiceRestart
 	}
 	return ws.StatusNormalClosure
 }

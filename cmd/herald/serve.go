@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -44,6 +45,11 @@ type serveOptions struct {
 	historySize        int
 	historyTTL         time.Duration
 	broker             string
+	maxChannels        int
+	idempotencyWindow  time.Duration
+	workers            int
+	workQueue          int
+	memoryLimit        byteSize
 }
 
 func newServeFlags() (*flag.FlagSet, *serveOptions) {
@@ -78,6 +84,11 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.IntVar(&o.historySize, "history-size", 100, "publications kept per channel for recovery with since; 0 keeps none")
 	fs.DurationVar(&o.historyTTL, "history-ttl", 5*time.Minute, "how long a publication stays in history; 0 keeps it until pushed out by -history-size")
 	fs.StringVar(&o.broker, "broker", "memory", "memory, or nats://host:port[,host:port...] for a cluster")
+	fs.IntVar(&o.maxChannels, "max-channels", 1_000_000, "channels this node holds at once (with subscribers here, or with history in the memory broker); subscribes and publishes that would create one more are refused; 0 means no limit")
+	fs.DurationVar(&o.idempotencyWindow, "idempotency-window", 2*time.Minute, "how long an Idempotency-Key is remembered: a retry within it returns the first publish's offset")
+	fs.IntVar(&o.workers, "workers", 16, "goroutines running broker calls that may block (cluster subscribes, history reads, client publishes)")
+	fs.IntVar(&o.workQueue, "work-queue", 65536, "broker calls waiting for a worker past which subscribes and client publishes are refused as unavailable")
+	fs.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the Go runtime (GOMEMLIMIT), e.g. 4GiB; 0 leaves the runtime's default")
 	return fs, o
 }
 
@@ -99,6 +110,14 @@ func (o *serveOptions) validate() error {
 		return errors.New("-write-buffer-limit must be > 0")
 	case o.maxChannelsPerConn < 0 || o.historySize < 0 || o.publishRate < 0 || o.historyTTL < 0:
 		return errors.New("-max-channels-per-conn, -history-size, -history-ttl and -publish-rate must not be negative")
+	case o.maxChannels < 0:
+		return errors.New("-max-channels must not be negative")
+	case o.idempotencyWindow < 0:
+		return errors.New("-idempotency-window must not be negative")
+	case o.workers < 1:
+		return errors.New("-workers must be at least 1")
+	case o.workQueue < 1:
+		return errors.New("-work-queue must be at least 1")
 	case o.broker != "memory" && !strings.HasPrefix(o.broker, "nats://"):
 		return fmt.Errorf("-broker must be memory or nats://host:port[,...], not %q", o.broker)
 	}
@@ -117,6 +136,10 @@ func (o *serveOptions) nodeOptions(log *slog.Logger) server.Options {
 		PublishRate:        o.publishRate,
 		HistorySize:        o.historySize,
 		HistoryTTL:         o.historyTTL,
+		MaxChannels:        o.maxChannels,
+		IdempotencyWindow:  o.idempotencyWindow,
+		Workers:            o.workers,
+		WorkQueue:          o.workQueue,
 		HTTPExtra:          webHandlers(),
 		Logger:             log,
 	}
@@ -159,6 +182,10 @@ func runServe(args []string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	slog.SetDefault(log)
 	raiseOpenFilesLimit(log)
+	if o.memoryLimit > 0 {
+		debug.SetMemoryLimit(int64(o.memoryLimit))
+		log.Info("memory limit", "bytes", int64(o.memoryLimit))
+	}
 
 	nopts := o.nodeOptions(log)
 	if o.broker != "memory" {

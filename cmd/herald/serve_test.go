@@ -58,6 +58,11 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		"HERALD_HISTORY_SIZE":          "33",
 		"HERALD_HISTORY_TTL":           "90s",
 		"HERALD_BROKER":                "nats://127.0.0.1:4222",
+		"HERALD_MAX_CHANNELS":          "500",
+		"HERALD_IDEMPOTENCY_WINDOW":    "30s",
+		"HERALD_WORKERS":               "4",
+		"HERALD_WORK_QUEUE":            "100",
+		"HERALD_MEMORY_LIMIT":          "2GiB",
 	}
 	fs, _ := newServeFlags()
 	fs.VisitAll(func(f *flag.Flag) {
@@ -79,7 +84,8 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		o.tcpNoDelay || !o.reusePort || o.logLevel != slog.LevelDebug || o.shutdownGrace != 7*time.Second ||
 		o.apiAddr != "127.0.0.1:9998" || o.apiKey != "k3y" || o.tokenSecret != "s3cret" || !o.clientPublish ||
 		o.maxChannelsPerConn != 9 || o.publishRate != 2.5 || o.historySize != 33 || o.historyTTL != 90*time.Second ||
-		o.broker != "nats://127.0.0.1:4222" {
+		o.broker != "nats://127.0.0.1:4222" || o.maxChannels != 500 || o.idempotencyWindow != 30*time.Second ||
+		o.workers != 4 || o.workQueue != 100 || o.memoryLimit != 2<<30 {
 		t.Fatalf("environment not applied: %+v", o)
 	}
 	// The command line wins over the environment.

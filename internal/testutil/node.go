@@ -44,6 +44,9 @@ type NodeOptions struct {
 	HistorySize int
 	HistoryTTL  time.Duration
 	Broker      broker.Broker
+	MaxChannels int
+	Workers     int // worker pool size (0: default)
+	WorkQueue   int // worker pool queue (0: default)
 }
 
 // ServerOptions turns o into server.Options listening on 127.0.0.1:0.
@@ -72,6 +75,9 @@ func (o NodeOptions) ServerOptions() server.Options {
 		HistorySize:        hist,
 		HistoryTTL:         o.HistoryTTL,
 		Broker:             o.Broker,
+		MaxChannels:        o.MaxChannels,
+		Workers:            o.Workers,
+		WorkQueue:          o.WorkQueue,
 		Logger:             ec.Logger,
 	}
 }
