@@ -98,7 +98,16 @@ func TestMaxInflight(t *testing.T) {
 	// The budget is full: publishes and stats are refused at once with
 	// Retry-After, probes and metrics still answer.
 	for _, p := range []struct{ method, path, body string }{{"POST", "/api/publish", `{"channel":"a","data":1}`}, {"GET", "/api/stats", ""}, {"GET", "/api/nope", ""}} {
-		r := do(h, p.method, p.path, p.body)
+		// Answered at once; without the limit the publish would wait at
+		// the gate, so give up on it after a while rather than hang.
+		got := make(chan response, 1)
+		go func() { got <- do(h, p.method, p.path, p.body) }()
+		var r response
+		select {
+		case r = <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s %s past the limit was not refused", p.method, p.path)
+		}
 		if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "1" || !strings.Contains(r.body, "-api-max-inflight") {
 			t.Errorf("%s %s past the limit: %d %q Retry-After %q", p.method, p.path, r.code, r.body, r.header.Get("Retry-After"))
 		}
