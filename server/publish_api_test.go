@@ -315,3 +315,25 @@ func TestAPIMaxInflightKeepsProbes(t *testing.T) {
 		}
 	}
 }
+
+func TestAPIBodyAndHeaderLimits(t *testing.T) {
+	t.Parallel()
+	n := startWith(t, testutil.NodeOptions{}, func(o *server.Options) { o.APIMaxBody = 100 })
+	code, m := publishRaw(t, n, `{"channel":"lim","data":"`+strings.Repeat("x", 100)+`"}`)
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(string(m["error"]), "100 bytes") {
+		t.Fatalf("body over -api-max-body 100: %d %v, want 413 naming the limit", code, m)
+	}
+	if code, m := publishRaw(t, n, `{"channel":"lim","data":1}`); code != 200 {
+		t.Fatalf("small body: %d %v", code, m)
+	}
+	req, _ := http.NewRequest(http.MethodGet, testutil.APIURL(n, "/healthz"), nil)
+	req.Header.Set("X-Big", strings.Repeat("h", 40<<10))
+	resp, err := testutil.APIClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("40 KiB header: %d, want 431", resp.StatusCode)
+	}
+}
