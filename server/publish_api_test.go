@@ -337,3 +337,36 @@ func TestAPIBodyAndHeaderLimits(t *testing.T) {
 		t.Fatalf("40 KiB header: %d, want 431", resp.StatusCode)
 	}
 }
+
+// outcomeBroker is the memory broker, except that publishes to "lost"
+// end with an unknown outcome and to "down" with the broker unavailable.
+type outcomeBroker struct{ *broker.Memory }
+
+func (b outcomeBroker) Publish(ctx context.Context, ch string, data []byte, o broker.PublishOptions) (broker.PublishResult, error) {
+	switch ch {
+	case "lost":
+		return broker.PublishResult{}, broker.ErrUnknownOutcome
+	case "down":
+		return broker.PublishResult{}, broker.ErrUnavailable
+	}
+	return b.Memory.Publish(ctx, ch, data, o)
+}
+
+func TestPublishOutcomesOverAPIAndWS(t *testing.T) {
+	t.Parallel()
+	n := testutil.StartNode(t, testutil.NodeOptions{ClientPublish: true, Broker: outcomeBroker{broker.NewMemory(broker.MemoryConfig{})}})
+	c := testutil.DialWS(t, n, "", nil)
+	c.Send(`{"op":"publish","channel":"lost","data":1,"id":1}`)
+	if m := c.ExpectError(1, "unknown_outcome"); !strings.Contains(m.Message, "same idempotency_key") {
+		t.Fatalf("unknown outcome over /ws: %s", m.Raw)
+	}
+	c.Send(`{"op":"publish","channel":"down","data":1,"id":2}`)
+	c.ExpectError(2, "unavailable")
+	if code, m := publishRaw(t, n, `{"channel":"lost","data":1}`, "Idempotency-Key", "k"); code != http.StatusGatewayTimeout || !strings.Contains(string(m["error"]), "outcome unknown") {
+		t.Fatalf("unknown outcome over the API: %d %v, want 504", code, m)
+	}
+	code, m := publishRaw(t, n, `{"channels":["ok","down","later"],"data":1}`)
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(m["errors"]), `"later":"not attempted`) || !strings.Contains(string(m["offsets"]), `"ok":`) {
+		t.Fatalf("unavailable in the middle: %d %v", code, m)
+	}
+}
