@@ -67,9 +67,9 @@ promtool-deps:
 
 ## fuzz: every fuzz target for FUZZTIME each
 fuzz:
-	@for t in $$($(GO) test -list '^Fuzz' ./codec/ | grep '^Fuzz'); do \
-		echo "== $$t"; $(GO) test ./codec/ -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; \
-	done
+	@for p in ./codec/ ./api/; do for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+		echo "== $$p $$t"; $(GO) test $$p -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; \
+	done; done
 
 ## bench: codec and fan-out micro-benchmarks
 bench:

@@ -1,20 +1,18 @@
 package api
 
 import (
-	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/herald-ws/herald/auth"
 	"github.com/herald-ws/herald/broker"
 )
 
@@ -37,46 +35,117 @@ type Stats struct {
 	ProtocolErrors     int64 `json:"protocol_errors"`
 }
 
-// Config wires the API to the rest of the node.
+// Config wires the API to the rest of the node. Zero values take the
+// defaults named on each field (see applyDefaults).
 type Config struct {
 	Broker  broker.Broker
 	Stats   func() Stats
 	Ready   func() error // nil error: ready
 	APIKey  string
-	MaxBody int64 // largest publish body; default 1 MiB
+	MaxBody int64 // largest publish body in bytes; default 1 MiB
 	Logger  *slog.Logger
 	// Extra mounts more handlers (the browser client and demo page).
 	Extra map[string]http.Handler
 	// Collectors are registered on /metrics beside the Stats series (the
 	// hub's histograms, the broker's and the listener's labelled series).
 	Collectors []prometheus.Collector
+
+	// MaxPublishChannels caps "channels" in one publish, counted as
+	// given; default 1000.
+	MaxPublishChannels int
+	// PublishTimeout is each channel's own deadline for the broker's
+	// confirmation; default 5 s.
+	PublishTimeout time.Duration
+	// MaxInflight caps the requests being served at once, health,
+	// readiness and metrics apart (they have a budget of their own,
+	// ProbeInflight); past it the API answers 503 with Retry-After: 1.
+	// Default 1024.
+	MaxInflight int
+	// ReadTimeout bounds reading a request, headers and body;
+	// WriteTimeout bounds the time from the end of the headers to the
+	// end of the answer; IdleTimeout closes a keep-alive connection that
+	// sends no next request. Defaults 10 s, 15 s and 60 s. They are the
+	// http.Server's (NewServer); the publish handler also uses
+	// WriteTimeout to stop starting channels it could not answer for.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
 }
 
-// New returns the API's http.Handler.
-func New(cfg Config) http.Handler {
+// Defaults of Config.
+const (
+	DefaultMaxBody            = 1 << 20
+	DefaultMaxPublishChannels = 1000
+	DefaultPublishTimeout     = 5 * time.Second
+	DefaultMaxInflight        = 1024
+	DefaultReadTimeout        = 10 * time.Second
+	DefaultWriteTimeout       = 15 * time.Second
+	DefaultIdleTimeout        = 60 * time.Second
+	// ProbeInflight is the separate in-flight budget of /healthz, /readyz
+	// and /metrics, so that probes answer while publishes fill MaxInflight.
+	ProbeInflight = 64
+	// MaxHeaderBytes bounds a request's header block (431 past it).
+	MaxHeaderBytes = 32 << 10
+)
+
+func (cfg *Config) applyDefaults() {
 	if cfg.MaxBody <= 0 {
-		cfg.MaxBody = 1 << 20
+		cfg.MaxBody = DefaultMaxBody
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &handler{cfg: cfg}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/publish", a.authed(a.publish))
-	mux.HandleFunc("GET /api/stats", a.authed(a.stats))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry(), promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", a.readyz)
-	mux.HandleFunc("/api/", a.authed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint")
-	}))
-	for path, h := range cfg.Extra {
-		mux.Handle(path, h)
+	if cfg.Ready == nil {
+		cfg.Ready = func() error { return nil }
 	}
-	return mux
+	if cfg.Stats == nil {
+		cfg.Stats = func() Stats { return Stats{} }
+	}
+	if cfg.MaxPublishChannels <= 0 {
+		cfg.MaxPublishChannels = DefaultMaxPublishChannels
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = DefaultPublishTimeout
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = DefaultMaxInflight
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 }
 
-type handler struct{ cfg Config }
+// New returns the API's http.Handler. Every route is wrapped by the
+// in-flight limit and the request metrics; a wrong method on a known path
+// is 405 with Allow.
+func New(cfg Config) http.Handler {
+	cfg.applyDefaults()
+	a := &handler{cfg: cfg, metrics: newAPIMetrics()}
+	main := make(chan struct{}, cfg.MaxInflight)
+	probes := make(chan struct{}, ProbeInflight)
+	rt := newRoutes(a)
+	rt.add("POST /api/publish", endpointPublish, main, a.authed(a.publish))
+	rt.add("GET /api/stats", "", main, a.authed(a.stats))
+	rt.add("GET /metrics", "", probes, promhttp.HandlerFor(a.registry(), promhttp.HandlerOpts{}))
+	rt.add("GET /healthz", "", probes, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") }))
+	rt.add("GET /readyz", "", probes, http.HandlerFunc(a.readyz))
+	extra := slices.Sorted(maps.Keys(cfg.Extra))
+	for _, pattern := range extra {
+		rt.add(pattern, "", main, cfg.Extra[pattern])
+	}
+	return rt.finish(main)
+}
+
+type handler struct {
+	cfg     Config
+	metrics *apiMetrics
+}
 
 func (a *handler) authed(next http.HandlerFunc) http.HandlerFunc {
 	if a.cfg.APIKey == "" {
@@ -92,74 +161,6 @@ func (a *handler) authed(next http.HandlerFunc) http.HandlerFunc {
 		}
 		next(w, r)
 	}
-}
-
-type publishRequest struct {
-	Channel  string          `json:"channel"`
-	Channels []string        `json:"channels"`
-	Data     json.RawMessage `json:"data"`
-}
-
-func (a *handler) publish(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBody))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body over the limit")
-			return
-		}
-		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
-		return
-	}
-	var req publishRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid JSON: "+err.Error())
-		return
-	}
-	if len(req.Data) == 0 {
-		writeError(w, http.StatusBadRequest, `"data" is required`)
-		return
-	}
-	channels := req.Channels
-	single := req.Channel != ""
-	if single {
-		if len(channels) > 0 {
-			writeError(w, http.StatusBadRequest, `give "channel" or "channels", not both`)
-			return
-		}
-		channels = []string{req.Channel}
-	}
-	if len(channels) == 0 {
-		writeError(w, http.StatusBadRequest, `"channel" or "channels" is required`)
-		return
-	}
-	for _, ch := range channels {
-		if !auth.ValidChannel(ch) {
-			writeError(w, http.StatusBadRequest, "invalid channel name "+strings.ToValidUTF8(ch, "?"))
-			return
-		}
-	}
-	if err := a.cfg.Ready(); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	offsets := make(map[string]uint64, len(channels))
-	for _, ch := range channels {
-		res, err := a.cfg.Broker.Publish(ctx, ch, req.Data, broker.PublishOptions{})
-		if err != nil {
-			a.cfg.Logger.Warn("publish failed", "channel", ch, "err", err)
-			writeError(w, http.StatusServiceUnavailable, "publish to "+ch+" failed: "+err.Error())
-			return
-		}
-		offsets[ch] = res.Offset
-	}
-	if single {
-		writeJSON(w, http.StatusOK, map[string]uint64{"offset": offsets[req.Channel]})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"offsets": offsets})
 }
 
 func (a *handler) stats(w http.ResponseWriter, _ *http.Request) {

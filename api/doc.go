@@ -1,8 +1,23 @@
 // Package api is Herald's HTTP API listener (net/http, not the event
 // loops): POST /api/publish, GET /api/stats, GET /metrics (Prometheus text
-// format), GET /healthz and GET /readyz. Every /api/* call needs
-// "Authorization: Bearer <key>" when a key is configured. It holds no state
-// of its own: counters come from the engine and the hub, publications go to
-// the broker. The /metrics registry (metrics.go) reads Stats at scrape time
-// and adds the collectors the node passes in (Config.Collectors).
+// format), GET /healthz and GET /readyz, plus handlers mounted through
+// Config.Extra. docs/api.md is its contract.
+//
+// Every /api/* call needs "Authorization: Bearer <key>" when a key is
+// configured. Every route answers a wrong method with 405 and Allow. A
+// root handler puts each request through a bounded in-flight budget
+// (MaxInflight; probes and metrics have their own, ProbeInflight) and
+// records herald_api_* metrics by route (never by raw path).
+//
+// A publish is checked completely (body size, JSON, idempotency key, data
+// UTF-8 and JSON validity, channel names and count) before anything goes
+// to the broker, so a 4xx stored nothing. Channels are then published one
+// by one, each with its own PublishTimeout, and the answer says per
+// channel what happened: stored, not stored (503, retry safe) or outcome
+// unknown (504, retry safe only with the same Idempotency-Key).
+//
+// It holds no state of its own beyond its metrics: counters come from the
+// engine and the hub, publications and idempotency go to the broker. The
+// /metrics registry (metrics.go) reads Stats at scrape time and adds the
+// collectors the node passes in (Config.Collectors).
 package api

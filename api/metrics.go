@@ -13,6 +13,7 @@ import (
 func (a *handler) registry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.metrics.register(reg)
 	stat := func(f func(Stats) float64) func() float64 { return func() float64 { return f(a.cfg.Stats()) } }
 	gauge := func(name, help string, f func(Stats) float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "herald", Name: name, Help: help}, stat(f)))

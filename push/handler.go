@@ -15,6 +15,7 @@ import (
 	"github.com/herald-ws/herald/broker"
 	"github.com/herald-ws/herald/codec"
 	"github.com/herald-ws/herald/hub"
+	"github.com/herald-ws/herald/internal/pubcheck"
 	"github.com/herald-ws/herald/session"
 )
 
@@ -71,6 +72,7 @@ type pendingPublish struct {
 	id      json.RawMessage
 	channel string
 	data    []byte
+	key     string // idempotency key; "" for none
 }
 
 // Authorize checks the token (when a secret is configured) before the
@@ -243,11 +245,25 @@ func (h *Handler) publish(s *session.Session, c *client, req *request) {
 		h.replyError(s, c, req.ID, CodeBadRequest, "publish needs data")
 		return
 	}
+	// The session already refuses text frames that are not UTF-8; this
+	// keeps the rule in force whatever delivered the frame.
+	if err := pubcheck.Data(req.Data); err != nil {
+		h.replyError(s, c, req.ID, CodeBadRequest, err.Error())
+		return
+	}
+	var key string
+	if req.IdempotencyKey != nil {
+		if err := pubcheck.IdempotencyKey(*req.IdempotencyKey); err != nil {
+			h.replyError(s, c, req.ID, CodeBadRequest, err.Error())
+			return
+		}
+		key = *req.IdempotencyKey
+	}
 	if !c.allowPublish(h.cfg.PublishRate) {
 		h.replyError(s, c, req.ID, CodeRateLimited, "publish rate limit exceeded")
 		return
 	}
-	p := pendingPublish{id: req.ID, channel: req.Channel, data: []byte(req.Data)}
+	p := pendingPublish{id: req.ID, channel: req.Channel, data: []byte(req.Data), key: key}
 	if c.publishing {
 		if len(c.queued) >= maxQueuedPublishes {
 			h.replyError(s, c, req.ID, CodeRateLimited, "too many publishes waiting for the broker")
@@ -263,11 +279,18 @@ func (h *Handler) publish(s *session.Session, c *client, req *request) {
 // startPublish hands p to the broker off the loop; its reply is sent on the
 // loop, which then starts the next queued publish. Must run on s's loop.
 func (h *Handler) startPublish(s *session.Session, c *client, p pendingPublish) {
-	done := func(off uint64, err error) { // on s's loop
-		if err != nil {
-			h.replyError(s, c, p.id, CodeUnavailable, "publish failed: "+err.Error())
-		} else {
-			c.reply = appendAck(c.reply[:0], p.id, true, off, nil)
+	done := func(res broker.PublishResult, err error) { // on s's loop
+		switch {
+		case errors.Is(err, broker.ErrUnknownOutcome) || errors.Is(err, context.DeadlineExceeded):
+			h.replyError(s, c, p.id, CodeUnknownOutcome, "publish outcome unknown: "+err.Error()+
+				"; a retry with the same idempotency_key is safe, without one it may publish twice")
+		case err != nil:
+			h.replyError(s, c, p.id, CodeUnavailable, "publish failed, not stored: "+err.Error())
+		default:
+			c.reply = appendAck(c.reply[:0], p.id, true, res.Offset, nil)
+			if res.Duplicate {
+				c.reply = append(c.reply[:len(c.reply)-1], `,"duplicate":true}`...)
+			}
 			s.Send(ws.OpText, c.reply)
 		}
 		if !s.Flush() {
@@ -285,11 +308,11 @@ func (h *Handler) startPublish(s *session.Session, c *client, p pendingPublish) 
 	accepted := h.cfg.Hub.Pool().Submit(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.PublishTimeout)
 		defer cancel()
-		res, err := h.cfg.Broker.Publish(ctx, p.channel, p.data, broker.PublishOptions{})
-		_ = s.Loop().Exec(func() { done(res.Offset, err) })
+		res, err := h.cfg.Broker.Publish(ctx, p.channel, p.data, broker.PublishOptions{IdempotencyKey: p.key})
+		_ = s.Loop().Exec(func() { done(res, err) })
 	})
 	if !accepted {
-		done(0, hub.ErrBusy)
+		done(broker.PublishResult{}, hub.ErrBusy)
 	}
 }
 

@@ -13,6 +13,9 @@ const (
 	CodeRateLimited     = "rate_limited"
 	CodeTooManyChannels = "too_many_channels"
 	CodeUnavailable     = "unavailable" // the broker could not serve the request
+	// CodeUnknownOutcome: the broker did not confirm a publish in time; it
+	// may have been stored (a retry with the same idempotency_key is safe).
+	CodeUnknownOutcome = "unknown_outcome"
 )
 
 // request is one client frame. ID is echoed verbatim when it is a JSON
@@ -23,6 +26,9 @@ type request struct {
 	ID      json.RawMessage `json:"id"`
 	Since   *uint64         `json:"since"`
 	Data    json.RawMessage `json:"data"`
+	// IdempotencyKey (publish): a retry with the same key stores nothing
+	// new and acks the first offset with "duplicate":true.
+	IdempotencyKey *string `json:"idempotency_key"`
 }
 
 // validID reports whether id is absent or a JSON number.

@@ -48,7 +48,17 @@ type Options struct {
 	Broker broker.Broker
 	// HTTPExtra mounts more handlers on the API listener.
 	HTTPExtra map[string]http.Handler
-	Logger    *slog.Logger
+	// API limits; zero values take package api's defaults.
+	APIMaxBody         int64
+	APIReadTimeout     time.Duration
+	APIWriteTimeout    time.Duration
+	APIIdleTimeout     time.Duration
+	APIMaxInflight     int
+	MaxPublishChannels int
+	// PublishTimeout is the broker's deadline for one channel of an API
+	// publish and for one client publish; 0 means 5 s.
+	PublishTimeout time.Duration
+	Logger         *slog.Logger
 }
 
 // Node is one running Herald node.
@@ -111,6 +121,7 @@ func New(o Options) (*Node, error) {
 			ClientPublish:      o.ClientPublish,
 			MaxChannelsPerConn: o.MaxChannelsPerConn,
 			PublishRate:        o.PublishRate,
+			PublishTimeout:     o.PublishTimeout,
 		}),
 	}
 	if o.Echo {
@@ -162,18 +173,22 @@ func (n *Node) Start() error {
 			return fmt.Errorf("server: API listener: %w", err)
 		}
 		n.apiLn = ln
-		n.api = &http.Server{
-			Handler: api.New(api.Config{
-				Broker:     n.metered,
-				Stats:      n.Stats,
-				Ready:      n.Ready,
-				APIKey:     n.opts.APIKey,
-				Logger:     n.log,
-				Extra:      n.httpExtra(),
-				Collectors: n.collectors(),
-			}),
-			ReadHeaderTimeout: 10 * time.Second,
-		}
+		n.api = api.NewServer(api.Config{
+			Broker:             n.metered,
+			Stats:              n.Stats,
+			Ready:              n.Ready,
+			APIKey:             n.opts.APIKey,
+			Logger:             n.log,
+			Extra:              n.httpExtra(),
+			Collectors:         n.collectors(),
+			MaxBody:            n.opts.APIMaxBody,
+			MaxPublishChannels: n.opts.MaxPublishChannels,
+			PublishTimeout:     n.opts.PublishTimeout,
+			MaxInflight:        n.opts.APIMaxInflight,
+			ReadTimeout:        n.opts.APIReadTimeout,
+			WriteTimeout:       n.opts.APIWriteTimeout,
+			IdleTimeout:        n.opts.APIIdleTimeout,
+		})
 		go func() {
 			if err := n.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				n.log.Error("API listener", "err", err)

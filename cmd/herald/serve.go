@@ -50,6 +50,18 @@ type serveOptions struct {
 	workers            int
 	workQueue          int
 	memoryLimit        byteSize
+	apiOptions
+}
+
+// apiOptions are the API listener's limits (docs/api.md).
+type apiOptions struct {
+	apiMaxBody         byteSize
+	apiReadTimeout     time.Duration
+	apiWriteTimeout    time.Duration
+	apiIdleTimeout     time.Duration
+	apiMaxInflight     int
+	maxPublishChannels int
+	publishTimeout     time.Duration
 }
 
 func newServeFlags() (*flag.FlagSet, *serveOptions) {
@@ -58,6 +70,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 		writeBufferLimit:   1 << 20,
 		compressionMinSize: 512,
 	}
+	o.apiMaxBody = 1 << 20
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "client listener address (host:port)")
 	fs.IntVar(&o.loops, "loops", 0, "event loops; 0 means GOMAXPROCS")
@@ -89,7 +102,41 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.IntVar(&o.workers, "workers", 16, "goroutines running broker calls that may block (cluster subscribes, history reads, client publishes)")
 	fs.IntVar(&o.workQueue, "work-queue", 65536, "broker calls waiting for a worker past which subscribes and client publishes are refused as unavailable")
 	fs.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the Go runtime (GOMEMLIMIT), e.g. 4GiB; 0 leaves the runtime's default")
+	o.apiFlags(fs)
 	return fs, o
+}
+
+func (o *apiOptions) apiFlags(fs *flag.FlagSet) {
+	fs.Var(&o.apiMaxBody, "api-max-body", "largest POST /api/publish body; bigger ones get 413")
+	fs.DurationVar(&o.apiReadTimeout, "api-read-timeout", 10*time.Second, "time an API client has to send a request's headers and body")
+	fs.DurationVar(&o.apiWriteTimeout, "api-write-timeout", 15*time.Second, "time from the end of an API request's headers to the end of its answer")
+	fs.DurationVar(&o.apiIdleTimeout, "api-idle-timeout", 60*time.Second, "close an API keep-alive connection idle this long")
+	fs.IntVar(&o.apiMaxInflight, "api-max-inflight", 1024, "API requests served at once past which the API answers 503 with Retry-After: 1 (/healthz, /readyz and /metrics have their own budget of 64)")
+	fs.IntVar(&o.maxPublishChannels, "max-publish-channels", 1000, `channels one POST /api/publish may name in "channels" (400 past it)`)
+	fs.DurationVar(&o.publishTimeout, "publish-timeout", 5*time.Second, "the broker's deadline to confirm a publish, per channel (API) and per client publish; past it the outcome is unknown (504)")
+}
+
+// validateAPI checks the API flags.
+func (o *apiOptions) validateAPI() error {
+	switch {
+	case o.apiMaxBody <= 0:
+		return errors.New("-api-max-body must be > 0")
+	case o.apiReadTimeout <= 0:
+		return errors.New("-api-read-timeout must be > 0")
+	case o.apiWriteTimeout <= 0:
+		return errors.New("-api-write-timeout must be > 0")
+	case o.apiIdleTimeout <= 0:
+		return errors.New("-api-idle-timeout must be > 0")
+	case o.apiMaxInflight < 1:
+		return errors.New("-api-max-inflight must be at least 1")
+	case o.maxPublishChannels < 1:
+		return errors.New("-max-publish-channels must be at least 1")
+	case o.publishTimeout <= 0:
+		return errors.New("-publish-timeout must be > 0")
+	case o.publishTimeout >= o.apiWriteTimeout:
+		return errors.New("-publish-timeout must be shorter than -api-write-timeout, or a publish could not be answered")
+	}
+	return nil
 }
 
 func (o *serveOptions) validate() error {
@@ -121,7 +168,7 @@ func (o *serveOptions) validate() error {
 	case o.broker != "memory" && !strings.HasPrefix(o.broker, "nats://"):
 		return fmt.Errorf("-broker must be memory or nats://host:port[,...], not %q", o.broker)
 	}
-	return nil
+	return o.validateAPI()
 }
 
 func (o *serveOptions) nodeOptions(log *slog.Logger) server.Options {
@@ -141,6 +188,13 @@ func (o *serveOptions) nodeOptions(log *slog.Logger) server.Options {
 		Workers:            o.workers,
 		WorkQueue:          o.workQueue,
 		HTTPExtra:          webHandlers(),
+		APIMaxBody:         int64(o.apiMaxBody),
+		APIReadTimeout:     o.apiReadTimeout,
+		APIWriteTimeout:    o.apiWriteTimeout,
+		APIIdleTimeout:     o.apiIdleTimeout,
+		APIMaxInflight:     o.apiMaxInflight,
+		MaxPublishChannels: o.maxPublishChannels,
+		PublishTimeout:     o.publishTimeout,
 		Logger:             log,
 	}
 }

@@ -63,6 +63,13 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		"HERALD_WORKERS":               "4",
 		"HERALD_WORK_QUEUE":            "100",
 		"HERALD_MEMORY_LIMIT":          "2GiB",
+		"HERALD_API_MAX_BODY":          "64KiB",
+		"HERALD_API_READ_TIMEOUT":      "3s",
+		"HERALD_API_WRITE_TIMEOUT":     "4s",
+		"HERALD_API_IDLE_TIMEOUT":      "5s",
+		"HERALD_API_MAX_INFLIGHT":      "6",
+		"HERALD_MAX_PUBLISH_CHANNELS":  "7",
+		"HERALD_PUBLISH_TIMEOUT":       "2s",
 	}
 	fs, _ := newServeFlags()
 	fs.VisitAll(func(f *flag.Flag) {
@@ -85,7 +92,8 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		o.apiAddr != "127.0.0.1:9998" || o.apiKey != "k3y" || o.tokenSecret != "s3cret" || !o.clientPublish ||
 		o.maxChannelsPerConn != 9 || o.publishRate != 2.5 || o.historySize != 33 || o.historyTTL != 90*time.Second ||
 		o.broker != "nats://127.0.0.1:4222" || o.maxChannels != 500 || o.idempotencyWindow != 30*time.Second ||
-		o.workers != 4 || o.workQueue != 100 || o.memoryLimit != 2<<30 {
+		o.workers != 4 || o.workQueue != 100 || o.memoryLimit != 2<<30 ||
+		o.apiOptions != (apiOptions{64 << 10, 3 * time.Second, 4 * time.Second, 5 * time.Second, 6, 7, 2 * time.Second}) {
 		t.Fatalf("environment not applied: %+v", o)
 	}
 	// The command line wins over the environment.
@@ -146,5 +154,38 @@ func TestByteSize(t *testing.T) {
 		if err := b.Set(in); err == nil {
 			t.Errorf("Set(%q) accepted", in)
 		}
+	}
+}
+
+func TestServeAPIFlags(t *testing.T) {
+	o, err := parseServe(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (apiOptions{1 << 20, 10 * time.Second, 15 * time.Second, time.Minute, 1024, 1000, 5 * time.Second}); o.apiOptions != want {
+		t.Fatalf("API defaults %+v, want %+v", o.apiOptions, want)
+	}
+	so := o.nodeOptions(slog.Default())
+	if so.APIMaxBody != 1<<20 || so.APIReadTimeout != 10*time.Second || so.APIWriteTimeout != 15*time.Second ||
+		so.APIIdleTimeout != time.Minute || so.APIMaxInflight != 1024 || so.MaxPublishChannels != 1000 || so.PublishTimeout != 5*time.Second {
+		t.Fatalf("API flags not passed to server.Options: %+v", so)
+	}
+	for _, args := range [][]string{
+		{"-api-max-body", "0"},
+		{"-api-read-timeout", "0s"},
+		{"-api-write-timeout", "-1s"},
+		{"-api-idle-timeout", "0s"},
+		{"-api-max-inflight", "0"},
+		{"-max-publish-channels", "0"},
+		{"-publish-timeout", "0s"},
+		{"-publish-timeout", "15s"},
+		{"-publish-timeout", "3s", "-api-write-timeout", "2s"},
+	} {
+		if _, err := parseServe(t, args); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+	if _, err := parseServe(t, []string{"-publish-timeout", "1s", "-api-write-timeout", "2s"}); err != nil {
+		t.Errorf("publish timeout under the write timeout refused: %v", err)
 	}
 }

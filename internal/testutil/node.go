@@ -245,6 +245,7 @@ type Msg struct {
 	Code      string          `json:"code,omitempty"`
 	Message   string          `json:"message,omitempty"`
 	Recovered *bool           `json:"recovered,omitempty"`
+	Duplicate bool            `json:"duplicate,omitempty"` // publish ack of a repeated idempotency_key
 	// Raw is the frame's payload as received.
 	Raw []byte `json:"-"`
 }
