@@ -125,7 +125,7 @@ func (n *Node) Start() error {
 	if err := n.engine.Start(); err != nil {
 		n.hub.Close()
 		_ = n.broker.Close()
-		return fmt.Errorf("server: client listener: %w", err)
+		return fmt.Errorf("server: client listener %s: %w", n.opts.Engine.Addr, err)
 	}
 	if n.opts.APIAddr != "" {
 		ln, err := net.Listen("tcp", n.opts.APIAddr)

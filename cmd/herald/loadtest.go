@@ -64,7 +64,7 @@ func runLoadtest(args []string) int {
 	fs.StringVar(&assert, "assert", "", "comma-separated thresholds, e.g. 'p99<50ms,errors=0,lost=0,rss_per_conn<1KiB'; exit 1 unless all hold. "+
 		"Operators < <= > >= = !=; latencies take us, ms or s, sizes B, KiB or MiB, counts plain numbers. "+
 		"p50..max are the scenario's main latency (connect time, echo round trip, push delivery). Metrics: "+loadtest.ThresholdMetrics())
-	if err := parseFlags(fs, args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
