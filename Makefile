@@ -10,7 +10,7 @@ REPEATS     ?= 3
 BIN         := bin/herald
 PKGS        := ./...
 
-.PHONY: all build run test lint fmt vet staticcheck unit soak node-deps browser-deps fuzz bench bench-peers clean
+.PHONY: all build run test lint fmt vet staticcheck unit soak node-deps browser-deps test-deps fuzz bench bench-peers clean
 
 all: build
 
@@ -22,7 +22,7 @@ run: build
 	./$(BIN) serve -echo
 
 ## test: formatting, vet, staticcheck, unit/integration tests under -race, then the soak pass
-test: lint node-deps browser-deps unit soak
+test: lint node-deps browser-deps test-deps unit soak
 
 lint: fmt vet staticcheck
 
@@ -53,6 +53,11 @@ node-deps:
 # already installed and says so (without failing) when it cannot install.
 browser-deps:
 	@sh scripts/install-chromium.sh || echo "Chromium not installed: the browser tests will skip (CI requires them)"
+
+# Debian packages for the packaging tests (systemd-analyze, podman); like
+# browser-deps, it says so without failing when it cannot install.
+test-deps:
+	@sh scripts/install-test-deps.sh || echo "packaging tools not installed: the packaging tests will skip (CI requires them)"
 
 ## fuzz: every fuzz target for FUZZTIME each
 fuzz:
