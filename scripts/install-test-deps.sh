@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages the packaging tests use, when they are
 # missing: systemd (systemd-analyze verify of packaging/herald.service) and
-# podman (build and run packaging/Dockerfile). Idempotent: a tool already
+# podman with runc (build and run packaging/Dockerfile; crun, podman's default
+# runtime, fails on hosts with hybrid cgroups). Idempotent: a tool already
 # on PATH is not touched. Installs only the named packages and their
 # dependencies (--no-install-recommends) and upgrades nothing else.
 # Debian/Ubuntu only; runs apt-get through sudo when not root. Exits 1,
@@ -11,7 +12,7 @@
 # To add a tool: append "command:package" to TOOLS.
 set -eu
 
-TOOLS="systemd-analyze:systemd podman:podman"
+TOOLS="systemd-analyze:systemd podman:podman runc:runc"
 
 missing=
 for t in $TOOLS; do
