@@ -10,7 +10,7 @@ REPEATS     ?= 3
 BIN         := bin/herald
 PKGS        := ./...
 
-.PHONY: all build run test lint fmt vet staticcheck unit soak allocs node-deps browser-deps promtool-deps fuzz bench bench-peers clean
+.PHONY: all build run test lint fmt vet staticcheck unit soak allocs node-deps browser-deps promtool-deps test-deps fuzz bench bench-peers clean
 
 all: build
 
@@ -21,8 +21,8 @@ build:
 run: build
 	./$(BIN) serve -echo
 
-## test: formatting, vet, staticcheck, unit/integration tests under -race, then the soak pass
-test: lint node-deps browser-deps promtool-deps unit soak
+## test: formatting, vet, staticcheck, unit/integration tests under -race, then the soak and allocation passes
+test: lint node-deps browser-deps promtool-deps test-deps unit soak allocs
 
 lint: fmt vet staticcheck
 
@@ -64,6 +64,11 @@ browser-deps:
 # tests in server/deploy_test.go); the script starts no service.
 promtool-deps:
 	@sh scripts/install-promtool.sh || echo "promtool not installed: the alert-rule tests will skip (CI requires them)"
+
+# Debian packages for the packaging tests (systemd-analyze, podman); like
+# browser-deps, it says so without failing when it cannot install.
+test-deps:
+	@sh scripts/install-test-deps.sh || echo "packaging tools not installed: the packaging tests will skip (CI requires them)"
 
 ## fuzz: every fuzz target for FUZZTIME each
 fuzz:

@@ -50,6 +50,57 @@ type Config struct {
 	progressEvery time.Duration // tests shorten it; 0: one second
 }
 
+// Params are a run's parameters as the -out JSON records them: Config
+// without the process-local parts, the API key redacted.
+type Params struct {
+	Scenario     string   `json:"scenario"`
+	URL          string   `json:"url"`
+	Conns        int      `json:"conns"`
+	Rate         int      `json:"rate"`
+	Duration     string   `json:"duration"`
+	Size         int      `json:"size,omitempty"`
+	InFlight     int      `json:"inflight,omitempty"`
+	SourceIPs    int      `json:"source_ips,omitempty"` // how many addresses
+	ServerPID    int      `json:"server_pid,omitempty"`
+	DialTimeout  string   `json:"dial_timeout"`
+	Settle       string   `json:"settle,omitempty"`
+	Procs        int      `json:"procs"`
+	APIURL       string   `json:"api_url,omitempty"`
+	APIKey       string   `json:"api_key,omitempty"` // "(set)" when one was given; never the key
+	Channels     int      `json:"channels,omitempty"`
+	PubRate      float64  `json:"pub_rate,omitempty"`
+	Prefix       string   `json:"channel_prefix,omitempty"`
+	ClientLoops  int      `json:"client_loops,omitempty"`
+	BroadcastURL string   `json:"broadcast_url,omitempty"`
+	ChurnRate    float64  `json:"churn_rate,omitempty"`
+	ChurnStable  float64  `json:"churn_stable,omitempty"`
+	Thresholds   []string `json:"thresholds,omitempty"` // -assert, filled in by the caller
+}
+
+// params records c (after defaults) for the Result.
+func (c Config) params() *Params {
+	p := &Params{
+		Scenario: c.Scenario, URL: c.URL, Conns: c.Conns, Rate: c.Rate, Duration: c.Duration.String(),
+		SourceIPs: len(c.SourceIPs), ServerPID: c.ServerPID, DialTimeout: c.DialTimeout.String(), Procs: c.Procs,
+	}
+	switch c.Scenario {
+	case "echo":
+		p.Size, p.InFlight = c.Size, c.InFlight
+	case "connect":
+		p.Settle = c.Settle.String()
+	case "push", "churn":
+		p.APIURL, p.Channels, p.PubRate, p.Prefix, p.ClientLoops, p.BroadcastURL =
+			c.Push.APIURL, c.Push.Channels, c.Push.Rate, c.Push.Prefix, c.Push.Loops, c.Push.BroadcastURL
+		if c.Push.APIKey != "" {
+			p.APIKey = "(set)"
+		}
+		if c.Scenario == "churn" {
+			p.ChurnRate, p.ChurnStable = c.Churn.Rate, c.Churn.Stable
+		}
+	}
+	return p
+}
+
 // ChurnConfig is the churn scenario's part of Config.
 type ChurnConfig struct {
 	// Rate is connections closed and opened per second.
@@ -134,6 +185,28 @@ func parseURLs(s string) ([]*url.URL, error) {
 		return nil, fmt.Errorf("loadtest: no url in %q", s)
 	}
 	return out, nil
+}
+
+// checkHTTPURLs checks every entry of a comma-separated list of HTTP
+// endpoints before the run, since a URL the HTTP client cannot use would
+// otherwise fail every publication, one by one.
+func checkHTTPURLs(flagName, list string) error {
+	parts := splitList(list)
+	if len(parts) == 0 {
+		return fmt.Errorf("loadtest: %s %q holds no URL", flagName, list)
+	}
+	for _, part := range parts {
+		u, err := url.Parse(part)
+		switch {
+		case err != nil || !strings.Contains(part, "://"):
+			return fmt.Errorf("loadtest: %s %q is not a URL with a scheme: write http://%s", flagName, part, strings.TrimPrefix(part, "//"))
+		case u.Scheme != "http" && u.Scheme != "https":
+			return fmt.Errorf("loadtest: %s %q: the scheme must be http or https, not %s", flagName, part, u.Scheme)
+		case u.Host == "":
+			return fmt.Errorf("loadtest: %s %q has no host", flagName, part)
+		}
+	}
+	return nil
 }
 
 // splitList splits a comma-separated list, dropping empty items.

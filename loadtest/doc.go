@@ -27,7 +27,14 @@
 // own range of source addresses and its own open-file limit; the parent
 // merges their histograms and counters into one Result with the same
 // formulas a single process uses, and alone publishes. Results can be held
-// to thresholds (ParseThresholds, Result.CheckThresholds).
+// to thresholds (ParseThresholds, Result.CheckThresholds); Result.Verdict
+// adds the run's own failures, so a run that lost connections,
+// publications or reads fails unless a threshold on them decides.
+//
+// Errors are kept by kind (connect, subscribe, publish, read, ...): the
+// first three distinct texts of each, so that one flood cannot hide
+// another kind's cause. URLs a run could not use are refused by Run before
+// anything is dialled.
 //
 // Every run is bounded by Duration plus set-up and drain limits
 // (Config.HardDeadline), and stops by itself. The client is deliberately

@@ -62,8 +62,13 @@ func (c *Config) pushDefaults() error {
 	}
 	if pc.BroadcastURL != "" {
 		pc.Channels = 1
-	} else if publishes(*c) && pc.APIURL == "" {
-		return fmt.Errorf("loadtest: push needs the API URL")
+		return checkHTTPURLs("-broadcast-url", pc.BroadcastURL)
+	}
+	if publishes(*c) && pc.APIURL == "" {
+		return fmt.Errorf("loadtest: push needs the API URL (-api-url)")
+	}
+	if pc.APIURL != "" {
+		return checkHTTPURLs("-api-url", pc.APIURL)
 	}
 	return nil
 }
@@ -106,6 +111,7 @@ type publisher struct {
 	bcast bool
 	mu    sync.Mutex
 	pubs  []*publication
+	errs  errLog // failed calls, kind "publish"
 }
 
 func newPublisher(cfg Config) *publisher {
@@ -154,6 +160,7 @@ func (p *publisher) run(ctx context.Context, start time.Time, d time.Duration) i
 			p.mu.Unlock()
 			if err != nil {
 				errs.Add(1)
+				p.errs.add("publish", err)
 			}
 		}()
 	}
@@ -183,22 +190,34 @@ func (p *publisher) call(ctx context.Context, client *http.Client, u string, seq
 	}
 	defer resp.Body.Close()
 	if p.bcast {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		if resp.StatusCode/100 != 2 {
-			return 0, fmt.Errorf("HTTP %d", resp.StatusCode)
+			return 0, httpError(u, resp)
 		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		return uint64(seq) + 1, nil
 	}
 	var out struct {
 		Offset uint64 `json:"offset"`
 	}
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("HTTP %d", resp.StatusCode)
+		return 0, httpError(u, resp)
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&out); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("POST %s: reading the answer: %w", u, err)
 	}
 	return out.Offset, nil
+}
+
+// httpError describes a refused publish call with the start of the
+// server's answer, which says why (a wrong API key, a bad channel name).
+func httpError(u string, resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	body := strings.Join(strings.Fields(string(b)), " ")
+	if body == "" {
+		return fmt.Errorf("POST %s: HTTP %d", u, resp.StatusCode)
+	}
+	return fmt.Errorf("POST %s: HTTP %d: %s", u, resp.StatusCode, body)
 }
 
 // list returns a copy of the publications so far.
@@ -235,6 +254,9 @@ type pushPart struct {
 	maxPubs int
 	cli     *gnet.Client
 	stopCli sync.Once
+	// stopping is set before the client loops stop, so that the closes
+	// they cause are not reported as read errors.
+	stopping atomic.Bool
 
 	p          *pool
 	opened     int
@@ -354,6 +376,7 @@ func (pp *pushPart) drive(ctx context.Context, stop <-chan struct{}) {
 
 func (pp *pushPart) stop() {
 	pp.stopCli.Do(func() {
+		pp.stopping.Store(true)
 		if pp.cli != nil {
 			_ = pp.cli.Stop()
 		}
@@ -487,9 +510,13 @@ func (pp *pushPart) OnTraffic(c gnet.Conn) gnet.Action {
 	return gnet.None
 }
 
-// OnClose counts the connection out of the progress line.
-func (pp *pushPart) OnClose(gnet.Conn, error) gnet.Action {
+// OnClose counts the connection out of the progress line and keeps the
+// error that ended it, if any, as a read error.
+func (pp *pushPart) OnClose(_ gnet.Conn, err error) gnet.Action {
 	pp.m.open.Add(-1)
+	if err != nil && !pp.stopping.Load() && pp.p != nil {
+		pp.p.errs.add("read", err)
+	}
 	return gnet.None
 }
 

@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -48,21 +49,28 @@ type churnReport struct {
 	Connect     *hdrhistogram.Snapshot `json:"connect"`
 }
 
-// maxErrors is how many distinct error messages a Result keeps.
-const maxErrors = 5
+// Errors are kept by kind (the stage that failed: connect, subscribe,
+// publish, read, echo, ...): the first maxErrorsPerKind distinct messages of
+// each of at most maxErrorKinds kinds, so that a flood of one kind cannot
+// hide the first error of another, and memory stays bounded.
+const (
+	maxErrorsPerKind = 3
+	maxErrorKinds    = 8
+)
 
-// errLog counts errors and keeps the first few distinct messages. Safe for
-// concurrent use.
+// errLog counts errors and keeps the first few distinct messages of each
+// kind. Safe for concurrent use.
 type errLog struct {
 	mu    sync.Mutex
 	count int64
-	first []string
+	first []string // "kind: message", in the order first seen
 }
 
-func (e *errLog) add(prefix string, err error) {
+// add counts err and keeps its text as "kind: message".
+func (e *errLog) add(kind string, err error) {
 	msg := err.Error()
-	if prefix != "" {
-		msg = prefix + ": " + msg
+	if kind != "" {
+		msg = kind + ": " + msg
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -70,17 +78,43 @@ func (e *errLog) add(prefix string, err error) {
 	e.keep(msg)
 }
 
-// keep records msg unless it is known or the list is full. Lock held.
+// keep records msg unless it is known or its kind already has
+// maxErrorsPerKind messages. Lock held.
 func (e *errLog) keep(msg string) {
-	if len(e.first) >= maxErrors {
-		return
-	}
+	kind := errorKind(msg)
+	n, kinds := 0, map[string]bool{}
 	for _, m := range e.first {
 		if m == msg {
 			return
 		}
+		k := errorKind(m)
+		kinds[k] = true
+		if k == kind {
+			n++
+		}
+	}
+	if n >= maxErrorsPerKind || !kinds[kind] && len(kinds) >= maxErrorKinds {
+		return
 	}
 	e.first = append(e.first, msg)
+}
+
+// errorKind is the kind of a kept message: the text before the first ": ".
+func errorKind(msg string) string {
+	k, _, _ := strings.Cut(msg, ": ")
+	return k
+}
+
+// mergeErrorTexts keeps the first few distinct messages of each kind
+// across lists, in order.
+func mergeErrorTexts(lists ...[]string) []string {
+	var e errLog
+	for _, l := range lists {
+		for _, m := range l {
+			e.keep(m)
+		}
+	}
+	return e.first
 }
 
 func (e *errLog) snapshot() (int64, []string) {

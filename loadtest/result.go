@@ -50,15 +50,22 @@ type ServerUsage struct {
 
 // Result is every figure of a run; it is what -out writes as JSON.
 type Result struct {
-	Scenario string `json:"scenario"`
-	URL      string `json:"url"`
-	Procs    int    `json:"procs,omitempty"` // worker processes, when more than one
-	Conns    int    `json:"conns"`
-	Opened   int    `json:"opened"`
+	// Version is the herald build that ran the test; the caller sets it.
+	Version  string    `json:"herald_version,omitempty"`
+	Started  time.Time `json:"started"`
+	Params   *Params   `json:"params,omitempty"`
+	Scenario string    `json:"scenario"`
+	URL      string    `json:"url"`
+	Procs    int       `json:"procs,omitempty"` // worker processes, when more than one
+	Conns    int       `json:"conns"`
+	Opened   int       `json:"opened"`
 	// Failures counts connections that did not open: TCP connect, upgrade
 	// or (push, churn) subscribe failed.
-	Failures int      `json:"failures"`
-	Errors   []string `json:"errors,omitempty"` // first few distinct errors
+	Failures int `json:"failures"`
+	// Errors holds the first few distinct errors of each kind, as
+	// "kind: message" (kinds: connect, subscribe, enroll, publish, read,
+	// echo, churn stages).
+	Errors []string `json:"errors,omitempty"`
 	// ErrorCount counts every error of the run: Failures, churn failures,
 	// failed publish calls and errors on open connections.
 	ErrorCount  int64        `json:"error_count"`
@@ -159,4 +166,38 @@ func (r *Result) WriteTable(w io.Writer) {
 
 func us(v float64) string {
 	return time.Duration(v * float64(time.Microsecond)).Round(time.Microsecond).String()
+}
+
+// Verdict checks ths against r (recording each outcome in r.Thresholds)
+// and returns why the run failed; none means it passed. A threshold that
+// does not hold fails it. So, unless a threshold names them and so decides
+// instead, do connections that did not open (failures, opened or errors),
+// failed publications (publish_errors or errors) and any other error
+// (errors): a run that lost part of its load never passes by default.
+func (r *Result) Verdict(ths []Threshold) []string {
+	var reasons []string
+	r.CheckThresholds(ths)
+	named := map[string]bool{}
+	for _, t := range ths {
+		named[t.Metric] = true
+	}
+	for _, t := range r.Thresholds {
+		if !t.Pass {
+			reasons = append(reasons, fmt.Sprintf("threshold %s does not hold (%s)", t.Threshold, t.Observed))
+		}
+	}
+	pubErrs, pubs := 0, 0
+	if r.Push != nil {
+		pubErrs, pubs = r.Push.PublishErrs, r.Push.Publications
+	}
+	if r.Failures > 0 && !named["failures"] && !named["opened"] && !named["errors"] {
+		reasons = append(reasons, fmt.Sprintf("%d of %d connections did not open (-assert 'failures<N' allows some)", r.Failures, r.Conns))
+	}
+	if pubErrs > 0 && !named["publish_errors"] && !named["errors"] {
+		reasons = append(reasons, fmt.Sprintf("%d of %d publications failed (-assert 'publish_errors<N' allows some)", pubErrs, pubs))
+	}
+	if other := r.ErrorCount - int64(r.Failures) - int64(pubErrs); other > 0 && !named["errors"] {
+		reasons = append(reasons, fmt.Sprintf("%d errors on open connections (-assert 'errors<N' allows some)", other))
+	}
+	return reasons
 }

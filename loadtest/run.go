@@ -125,7 +125,7 @@ func (f *localFleet) close() {
 
 // run executes a validated cfg within ctx.
 func run(ctx context.Context, cfg Config) (*Result, error) {
-	r := &Result{Scenario: cfg.Scenario, URL: cfg.URL, Conns: cfg.Conns}
+	r := &Result{Scenario: cfg.Scenario, URL: cfg.URL, Conns: cfg.Conns, Started: time.Now().UTC(), Params: cfg.params()}
 	m := newMeter(cfg.Progress != nil)
 	var fl fleet
 	if cfg.Procs > 1 {
@@ -221,6 +221,10 @@ func run(ctx context.Context, cfg Config) (*Result, error) {
 	case "push", "churn":
 		r.fillPush(cfg, mr, pub, pubErrs, elapsed)
 		r.Seconds = elapsed.Seconds()
+	}
+	if pub != nil {
+		_, texts := pub.errs.snapshot()
+		r.Errors = mergeErrorTexts(r.Errors, texts)
 	}
 	if cfg.ServerPID > 0 {
 		r.Server = usage(cfg.ServerPID, before, after)

@@ -2,6 +2,8 @@
 # Installs Chromium for the browser end-to-end tests (./browser) when it is
 # missing. Idempotent: exits 0 at once when a Chromium is already on PATH.
 # Debian/Ubuntu only (apt-get); runs apt-get through sudo when not root.
+# Installs Chromium and what it depends on, without recommended packages,
+# and upgrades nothing else.
 set -eu
 
 for b in chromium chromium-browser google-chrome; do
@@ -29,5 +31,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 # Debian ships the browser as "chromium"; Ubuntu's "chromium-browser" is a
 # snap shim that does not work in containers.
-$SUDO apt-get install -y -q chromium
+$SUDO apt-get install -y -q --no-install-recommends chromium
 command -v chromium

@@ -161,7 +161,7 @@ func (n *Node) Start() error {
 		n.hub.Close()
 		n.pool.Close(time.Second)
 		_ = n.broker.Close()
-		return fmt.Errorf("server: client listener: %w", err)
+		return fmt.Errorf("server: client listener %s: %w", n.opts.Engine.Addr, err)
 	}
 	if n.opts.APIAddr != "" {
 		ln, err := net.Listen("tcp", n.opts.APIAddr)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -64,7 +65,7 @@ func runLoadtest(args []string) int {
 	fs.StringVar(&assert, "assert", "", "comma-separated thresholds, e.g. 'p99<50ms,errors=0,lost=0,rss_per_conn<1KiB'; exit 1 unless all hold. "+
 		"Operators < <= > >= = !=; latencies take us, ms or s, sizes B, KiB or MiB, counts plain numbers. "+
 		"p50..max are the scenario's main latency (connect time, echo round trip, push delivery). Metrics: "+loadtest.ThresholdMetrics())
-	if err := parseFlags(fs, args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
@@ -72,7 +73,7 @@ func runLoadtest(args []string) int {
 		return exitUsage
 	}
 	fail := func(err error) int {
-		fmt.Fprintln(os.Stderr, "herald loadtest:", err)
+		fmt.Fprintln(os.Stderr, "herald loadtest:", strings.TrimPrefix(err.Error(), "loadtest: "))
 		return exitUsage
 	}
 	if sourceIPs != "" {
@@ -85,6 +86,27 @@ func runLoadtest(args []string) int {
 	thresholds, err := loadtest.ParseThresholds(assert)
 	if err != nil {
 		return fail(err)
+	}
+	// -out is opened now, so that a path that cannot be written fails
+	// before the run rather than after it; it is emptied only when the
+	// result is written.
+	var outFile *os.File
+	if out != "" {
+		_, statErr := os.Stat(out)
+		f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE, 0o644)
+		if err != nil {
+			return fail(fmt.Errorf("-out: %w", err))
+		}
+		outFile = f
+		defer outFile.Close()
+		if os.IsNotExist(statErr) {
+			created := out
+			defer func() {
+				if outFile != nil { // never written: do not leave an empty file behind
+					_ = os.Remove(created)
+				}
+			}()
+		}
 	}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		cfg.Progress = os.Stderr
@@ -106,12 +128,26 @@ func runLoadtest(args []string) int {
 	if err != nil && res == nil {
 		return fail(err)
 	}
-	passed := res.CheckThresholds(thresholds)
+	res.Version = versionString()
+	if res.Params != nil {
+		for _, t := range thresholds {
+			res.Params.Thresholds = append(res.Params.Thresholds, t.Text)
+		}
+	}
+	reasons := res.Verdict(thresholds)
 	res.WriteTable(os.Stdout)
-	if out != "" {
+	if outFile != nil {
 		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "herald loadtest:", err)
+		werr := outFile.Truncate(0)
+		if werr == nil {
+			_, werr = outFile.WriteAt(append(b, '\n'), 0)
+		}
+		if werr == nil {
+			werr = outFile.Close()
+		}
+		outFile = nil
+		if werr != nil {
+			fmt.Fprintln(os.Stderr, "herald loadtest: -out:", werr)
 			return exitFailed
 		}
 	}
@@ -119,7 +155,10 @@ func runLoadtest(args []string) int {
 		fmt.Fprintln(os.Stderr, "herald loadtest:", err)
 		return exitFailed
 	}
-	if !passed || res.Failures > 0 || len(res.Errors) > 0 {
+	for _, r := range reasons {
+		fmt.Fprintln(os.Stderr, "herald loadtest: FAIL:", r)
+	}
+	if len(reasons) > 0 {
 		return exitFailed
 	}
 	return exitOK

@@ -13,11 +13,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/debug"
 )
-
-// version is set with -ldflags "-X main.version=..." by release builds.
-var version = ""
 
 func main() {
 	if len(os.Args) < 2 {
@@ -33,6 +29,7 @@ func main() {
 		os.Exit(runLoadtest(args))
 	case "version", "-version", "--version":
 		fmt.Println("herald", versionString(), runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH)
+		return
 	case "help", "-h", "-help", "--help":
 		usage()
 	default:
@@ -51,21 +48,4 @@ commands:
   token     print a signed client token (herald token -secret S -sub USER)
   version   print the version
 `)
-}
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return "dev-" + s.Value[:12]
-			}
-		}
-		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			return bi.Main.Version
-		}
-	}
-	return "dev"
 }

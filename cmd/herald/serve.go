@@ -5,7 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -116,59 +118,123 @@ func (o *apiOptions) apiFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.publishTimeout, "publish-timeout", 5*time.Second, "the broker's deadline to confirm a publish, per channel (API) and per client publish; past it the outcome is unknown (504)")
 }
 
-// validateAPI checks the API flags.
-func (o *apiOptions) validateAPI() error {
-	switch {
-	case o.apiMaxBody <= 0:
-		return errors.New("-api-max-body must be > 0")
-	case o.apiReadTimeout <= 0:
-		return errors.New("-api-read-timeout must be > 0")
-	case o.apiWriteTimeout <= 0:
-		return errors.New("-api-write-timeout must be > 0")
-	case o.apiIdleTimeout <= 0:
-		return errors.New("-api-idle-timeout must be > 0")
-	case o.apiMaxInflight < 1:
-		return errors.New("-api-max-inflight must be at least 1")
-	case o.maxPublishChannels < 1:
-		return errors.New("-max-publish-channels must be at least 1")
-	case o.publishTimeout <= 0:
-		return errors.New("-publish-timeout must be > 0")
-	case o.publishTimeout >= o.apiWriteTimeout:
-		return errors.New("-publish-timeout must be shorter than -api-write-timeout, or a publish could not be answered")
+// validate checks the parsed values; src names where each came from. It
+// returns one error per bad flag, each naming only that flag, joined.
+func (o *serveOptions) validate(src sources) error {
+	var errs []error
+	bad := func(name, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s "+format, append([]any{src.of(name)}, a...)...))
 	}
-	return nil
+	if err := checkHostPort(src.of("addr"), o.addr); err != nil {
+		errs = append(errs, err)
+	}
+	if o.apiAddr != "" {
+		if err := checkHostPort(src.of("api-addr"), o.apiAddr); err != nil {
+			errs = append(errs, err)
+		} else if o.apiKey == "" && !loopbackAddr(o.apiAddr) {
+			bad("api-addr", "%s is not a loopback address: set -api-key as well, or anyone who can reach it may publish", o.apiAddr)
+		}
+	}
+	if o.loops < 0 {
+		bad("loops", "must be 0 (GOMAXPROCS) or more, not %d", o.loops)
+	}
+	if o.maxConns < 0 {
+		bad("max-conns", "must be 0 (no limit) or more, not %d", o.maxConns)
+	}
+	if o.maxMessageSize <= 0 {
+		bad("max-message-size", "must be more than 0")
+	}
+	if o.handshakeTimeout <= 0 {
+		bad("handshake-timeout", "must be more than 0, not %v", o.handshakeTimeout)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"idle-timeout", o.idleTimeout}, {"ping-interval", o.pingInterval}, {"shutdown-grace", o.shutdownGrace}, {"history-ttl", o.historyTTL}} {
+		if d.v < 0 {
+			bad(d.name, "must not be negative, not %v", d.v)
+		}
+	}
+	if o.idleTimeout > 0 && o.pingInterval >= o.idleTimeout {
+		bad("ping-interval", "(%v) must be shorter than -idle-timeout (%v), or clients that only listen are dropped as idle", o.pingInterval, o.idleTimeout)
+	}
+	if o.writeBufferLimit <= 0 {
+		bad("write-buffer-limit", "must be more than 0")
+	}
+	if o.maxChannelsPerConn < 0 {
+		bad("max-channels-per-conn", "must be 0 (no limit) or more, not %d", o.maxChannelsPerConn)
+	}
+	if o.historySize < 0 {
+		bad("history-size", "must be 0 (no history) or more, not %d", o.historySize)
+	}
+	if o.publishRate < 0 {
+		bad("publish-rate", "must be 0 (no limit) or more, not %v", o.publishRate)
+	}
+	if o.broker != "memory" && !strings.HasPrefix(o.broker, "nats://") {
+		bad("broker", "must be memory or nats://host:port[,...], not %q", o.broker)
+	}
+	if o.maxChannels < 0 {
+		bad("max-channels", "must be 0 (no limit) or more, not %d", o.maxChannels)
+	}
+	if o.idempotencyWindow < 0 {
+		bad("idempotency-window", "must not be negative, not %v", o.idempotencyWindow)
+	}
+	if o.workers < 1 {
+		bad("workers", "must be at least 1, not %d", o.workers)
+	}
+	if o.workQueue < 1 {
+		bad("work-queue", "must be at least 1, not %d", o.workQueue)
+	}
+	o.validateAPI(bad)
+	return errors.Join(errs...)
 }
 
-func (o *serveOptions) validate() error {
-	switch {
-	case o.loops < 0:
-		return errors.New("-loops must be >= 0")
-	case o.maxConns < 0:
-		return errors.New("-max-conns must be >= 0")
-	case o.maxMessageSize <= 0:
-		return errors.New("-max-message-size must be > 0")
-	case o.handshakeTimeout <= 0:
-		return errors.New("-handshake-timeout must be > 0")
-	case o.idleTimeout < 0 || o.pingInterval < 0 || o.shutdownGrace < 0:
-		return errors.New("durations must not be negative")
-	case o.idleTimeout > 0 && o.pingInterval >= o.idleTimeout:
-		return errors.New("-ping-interval must be shorter than -idle-timeout, or clients that only listen are dropped as idle")
-	case o.writeBufferLimit <= 0:
-		return errors.New("-write-buffer-limit must be > 0")
-	case o.maxChannelsPerConn < 0 || o.historySize < 0 || o.publishRate < 0 || o.historyTTL < 0:
-		return errors.New("-max-channels-per-conn, -history-size, -history-ttl and -publish-rate must not be negative")
-	case o.maxChannels < 0:
-		return errors.New("-max-channels must not be negative")
-	case o.idempotencyWindow < 0:
-		return errors.New("-idempotency-window must not be negative")
-	case o.workers < 1:
-		return errors.New("-workers must be at least 1")
-	case o.workQueue < 1:
-		return errors.New("-work-queue must be at least 1")
-	case o.broker != "memory" && !strings.HasPrefix(o.broker, "nats://"):
-		return fmt.Errorf("-broker must be memory or nats://host:port[,...], not %q", o.broker)
+// validateAPI checks the API flags, reporting each bad one through bad.
+func (o *apiOptions) validateAPI(bad func(name, format string, a ...any)) {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"api-read-timeout", o.apiReadTimeout}, {"api-write-timeout", o.apiWriteTimeout}, {"api-idle-timeout", o.apiIdleTimeout}, {"publish-timeout", o.publishTimeout}} {
+		if d.v <= 0 {
+			bad(d.name, "must be more than 0, not %v", d.v)
+		}
 	}
-	return o.validateAPI()
+	if o.apiMaxBody <= 0 {
+		bad("api-max-body", "must be more than 0")
+	}
+	if o.apiMaxInflight < 1 {
+		bad("api-max-inflight", "must be at least 1, not %d", o.apiMaxInflight)
+	}
+	if o.maxPublishChannels < 1 {
+		bad("max-publish-channels", "must be at least 1, not %d", o.maxPublishChannels)
+	}
+	if o.publishTimeout > 0 && o.apiWriteTimeout > 0 && o.publishTimeout >= o.apiWriteTimeout {
+		bad("publish-timeout", "(%v) must be shorter than -api-write-timeout (%v), or a publish could not be answered", o.publishTimeout, o.apiWriteTimeout)
+	}
+}
+
+// loopbackAddr reports whether addr (host:port) listens on loopback only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// printErrors prints err, one line per joined error, each prefixed.
+func printErrors(w io.Writer, prefix string, err error) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			printErrors(w, prefix, e)
+		}
+		return
+	}
+	fmt.Fprintln(w, prefix, err)
 }
 
 func (o *serveOptions) nodeOptions(log *slog.Logger) server.Options {
@@ -222,15 +288,16 @@ func (o *serveOptions) engineConfig(log *slog.Logger) engine.Config {
 
 func runServe(args []string) int {
 	fs, o := newServeFlags()
-	if err := parseFlags(fs, args); err != nil {
+	src, err := parseFlags(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		fmt.Fprintln(os.Stderr, "herald serve:", err)
 		return 2
 	}
-	if err := o.validate(); err != nil {
-		fmt.Fprintln(os.Stderr, "herald serve:", err)
+	if err := o.validate(src); err != nil {
+		printErrors(os.Stderr, "herald serve:", err)
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
@@ -245,7 +312,7 @@ func runServe(args []string) int {
 	if o.broker != "memory" {
 		b, err := newClusterBroker(o, log)
 		if err != nil {
-			log.Error("broker", "broker", o.broker, "err", err)
+			fmt.Fprintf(os.Stderr, "herald serve: -broker %s: %v\n", o.broker, err)
 			return 1
 		}
 		nopts.Broker = b
@@ -256,7 +323,7 @@ func runServe(args []string) int {
 		return 2
 	}
 	if err := srv.Start(); err != nil {
-		log.Error("start", "err", err)
+		fmt.Fprintln(os.Stderr, "herald serve:", err)
 		return 1
 	}
 	apiAddr := ""

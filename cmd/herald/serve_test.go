@@ -13,10 +13,11 @@ func parseServe(t *testing.T, args []string) (*serveOptions, error) {
 	t.Helper()
 	fs, o := newServeFlags()
 	fs.SetOutput(io.Discard)
-	if err := parseFlags(fs, args); err != nil {
+	src, err := parseFlags(fs, args)
+	if err != nil {
 		return nil, err
 	}
-	return o, o.validate()
+	return o, o.validate(src)
 }
 
 func TestServeDefaults(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -36,12 +35,7 @@ func TestSIGTERMClosesEveryClientWith1001(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the herald binary")
 	}
-	bin := filepath.Join(t.TempDir(), "herald")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("go build: %v", err)
-	}
+	bin := heraldBinary(t)
 	addr, apiAddr := freePort(t), freePort(t)
 	cmd := exec.Command(bin, "serve", "-addr", addr, "-api-addr", apiAddr, "-shutdown-grace", "1s", "-log-level", "warn")
 	cmd.Stderr = os.Stderr

@@ -11,6 +11,34 @@ import (
 	"github.com/herald-ws/herald/auth"
 )
 
+// minSecretLen is the shortest HS256 secret herald token accepts without a
+// warning: 32 bytes, the size of the SHA-256 output (RFC 7518 section 3.2).
+const minSecretLen = 32
+
+// checkPattern reports why a -channels entry is not one the server would
+// accept: a channel name (auth.ValidChannel), or a prefix of one followed by
+// '*', or '*' alone (every public channel).
+func checkPattern(p string) error {
+	name, wildcard := strings.CutSuffix(p, "*")
+	if wildcard && name == "" {
+		return nil
+	}
+	if strings.Contains(name, "*") {
+		return fmt.Errorf("%q: '*' may only end a pattern", p)
+	}
+	if wildcard {
+		// The prefix must leave room for at least one more byte of name.
+		if !auth.ValidChannel(name) || len(name) > 254 {
+			return fmt.Errorf("%q: the prefix before '*' must be 1-254 bytes of [A-Za-z0-9:_.-]", p)
+		}
+		return nil
+	}
+	if !auth.ValidChannel(name) {
+		return fmt.Errorf("%q is not a channel name the server accepts (1-255 bytes of [A-Za-z0-9:_.-])", p)
+	}
+	return nil
+}
+
 // runToken prints a signed client token.
 func runToken(args []string) int {
 	var (
@@ -24,22 +52,45 @@ func runToken(args []string) int {
 	fs.StringVar(&channels, "channels", "", "comma-separated channel patterns the token allows ('*' suffix wildcard); empty allows every public channel")
 	fs.BoolVar(&publish, "publish", false, "allow the client to publish to the channels it may subscribe to")
 	fs.DurationVar(&ttl, "ttl", time.Hour, "validity")
-	if err := parseFlags(fs, args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		fmt.Fprintln(os.Stderr, "herald token:", err)
 		return 2
 	}
-	if secret == "" || sub == "" || ttl <= 0 {
-		fmt.Fprintln(os.Stderr, "herald token: -secret and -sub are required and -ttl must be positive")
-		return 2
+	var problems []string
+	if secret == "" {
+		problems = append(problems, "-secret is required (the server's -token-secret)")
+	}
+	if sub == "" {
+		problems = append(problems, "-sub is required (the user id)")
+	}
+	if ttl <= 0 {
+		problems = append(problems, fmt.Sprintf("-ttl must be more than 0, not %v", ttl))
 	}
 	var list []string
 	for _, c := range strings.Split(channels, ",") {
-		if c = strings.TrimSpace(c); c != "" {
-			list = append(list, c)
+		if c = strings.TrimSpace(c); c == "" {
+			continue
 		}
+		if err := checkPattern(c); err != nil {
+			problems = append(problems, "-channels: "+err.Error())
+			continue
+		}
+		list = append(list, c)
+	}
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(os.Stderr, "herald token:", p)
+		}
+		return 2
+	}
+	if len(secret) < minSecretLen {
+		fmt.Fprintf(os.Stderr, "herald token: warning: the secret is %d bytes; use at least %d random bytes (e.g. openssl rand -base64 32), or tokens can be forged by guessing it\n", len(secret), minSecretLen)
+	}
+	if !auth.ValidChannel(auth.UserChannelPrefix + sub) {
+		fmt.Fprintf(os.Stderr, "herald token: warning: the personal channel %q is not a valid channel name (1-255 bytes of [A-Za-z0-9:_.-]), so this token cannot subscribe to it\n", auth.UserChannelPrefix+sub)
 	}
 	tok, err := auth.Mint(secret, sub, list, publish, ttl)
 	if err != nil {
