@@ -1,0 +1,262 @@
+package tlsproxy
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// DocumentedConfig is the nginx configuration docs/deployment.md shows, with
+// its production values (port 443, certificates under /etc/ssl/herald,
+// Herald on 127.0.0.1:8080 and :8081). Tests run exactly this file with the
+// substitutions of Render and nothing else.
+//
+//go:embed nginx.conf
+var DocumentedConfig string
+
+// Upstreams says where the proxy sends traffic and what it presents.
+type Upstreams struct {
+	WS    string // Herald's client listener, host:port
+	API   string // Herald's API listener, host:port
+	Certs Files  // the server certificate and key nginx presents
+}
+
+// substitution replaces one production value of DocumentedConfig by the
+// value a test run needs.
+type substitution struct{ old, new string }
+
+// Render returns DocumentedConfig for an nginx process confined to dir and
+// listening on 127.0.0.1:port in front of u. It changes only paths, ports,
+// addresses and sizes (fewer workers and connections, an open-file limit
+// under the test machine's), each of which must occur exactly once, so a
+// change to the documented file that a test would silently miss fails
+// here instead.
+func Render(dir string, port int, u Upstreams) (string, error) {
+	subs := []substitution{
+		{"worker_processes auto;", "worker_processes 1;"},
+		{"worker_rlimit_nofile 240000;", "worker_rlimit_nofile 4096;"},
+		{"pid /run/nginx-herald.pid;", "pid " + filepath.Join(dir, "nginx.pid") + ";"},
+		{"error_log /var/log/nginx/herald-error.log warn;", "error_log " + filepath.Join(dir, "error.log") + " warn;"},
+		{"worker_connections 100000;", "worker_connections 1024;"},
+		{"access_log /var/log/nginx/herald-access.log herald;", "access_log " + filepath.Join(dir, "access.log") + " herald;"},
+		{"server 127.0.0.1:8080;", "server " + u.WS + ";"},
+		{"server 127.0.0.1:8081;", "server " + u.API + ";"},
+		{"listen 443 ssl;", "listen 127.0.0.1:" + strconv.Itoa(port) + " ssl;"},
+		{"ssl_certificate     /etc/ssl/herald/fullchain.pem;", "ssl_certificate     " + u.Certs.ServerCert + ";"},
+		{"ssl_certificate_key /etc/ssl/herald/privkey.pem;", "ssl_certificate_key " + u.Certs.ServerKey + ";"},
+		{"ssl_session_cache   shared:herald_tls:50m;", "ssl_session_cache   shared:herald_tls:1m;"},
+	}
+	conf := DocumentedConfig
+	for _, s := range subs {
+		if n := strings.Count(conf, s.old); n != 1 {
+			return "", fmt.Errorf("tlsproxy: the documented nginx.conf has %q %d times, want once", s.old, n)
+		}
+		conf = strings.Replace(conf, s.old, s.new, 1)
+	}
+	return conf, nil
+}
+
+// Nginx is an nginx process started by a test: its own prefix directory
+// (config, pid file and logs inside it), in the foreground, on a loopback
+// port of its own.
+type Nginx struct {
+	// Addr is 127.0.0.1:port, where nginx terminates TLS.
+	Addr string
+	// Dir holds nginx.conf, nginx.pid, error.log and access.log.
+	Dir string
+
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process is gone
+	err    error         // Wait's result, once exited is closed
+	stderr lockedBuffer // nginx's own stdout and stderr (before error.log opens)
+}
+
+// lockedBuffer is written by exec's copying goroutine and read by tests.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// NginxPath finds the nginx binary ($HERALD_NGINX, nginx on PATH,
+// /usr/sbin/nginx), or skips the test; with HERALD_REQUIRE_NGINX=1 a
+// missing nginx fails it instead, so that CI cannot pass by skipping.
+func NginxPath(tb testing.TB) string {
+	tb.Helper()
+	if p := os.Getenv("HERALD_NGINX"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx"
+	}
+	const msg = "nginx not found (looked for $HERALD_NGINX, nginx on PATH, /usr/sbin/nginx); install it with scripts/install-nginx.sh"
+	if os.Getenv("HERALD_REQUIRE_NGINX") == "1" {
+		tb.Fatal(msg + " (HERALD_REQUIRE_NGINX=1)")
+	}
+	tb.Skip(msg)
+	return ""
+}
+
+// StartNginx runs the documented configuration (see Render) in front of u
+// in a directory of the test's own, waits until it accepts connections,
+// and stops it when the test ends. It skips the test when there is no
+// nginx (see NginxPath). Test goroutine only.
+func StartNginx(tb testing.TB, u Upstreams) *Nginx {
+	tb.Helper()
+	exe := NginxPath(tb)
+	var lastErr error
+	// The port is found free and then handed to nginx, so another process
+	// may take it in between: try a few.
+	for range 5 {
+		port, err := freePort()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		n, err := startNginx(exe, tb.TempDir(), port, u)
+		if err == nil {
+			tb.Cleanup(func() {
+				if err := n.Stop(); err != nil {
+					tb.Errorf("nginx: %v", err)
+				}
+				if tb.Failed() {
+					tb.Logf("nginx error.log:\n%s", n.ErrorLog())
+				}
+			})
+			return n
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "Address already in use") {
+			break
+		}
+	}
+	tb.Fatalf("start nginx: %v", lastErr)
+	return nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("tlsproxy: find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func startNginx(exe, dir string, port int, u Upstreams) (*Nginx, error) {
+	conf, err := Render(dir, port, u)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, fmt.Errorf("tlsproxy: %w", err)
+	}
+	n := &Nginx{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: dir, exited: make(chan struct{})}
+	n.cmd = exec.Command(exe, "-p", dir, "-c", path, "-g", "daemon off;")
+	n.cmd.Stdout = &n.stderr
+	n.cmd.Stderr = &n.stderr
+	// Its own process group, so that a signal to the test's group (an
+	// interrupted go test) does not reach it before cleanup does.
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := n.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("tlsproxy: run %s: %w", exe, err)
+	}
+	go func() {
+		n.err = n.cmd.Wait()
+		close(n.exited)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case <-n.exited:
+			return nil, fmt.Errorf("tlsproxy: nginx exited at start (%v): %s%s", n.err, n.stderr.String(), n.ErrorLog())
+		default:
+		}
+		c, err := net.DialTimeout("tcp", n.Addr, time.Second)
+		if err == nil {
+			c.Close()
+			return n, nil
+		}
+		if time.Now().After(deadline) {
+			_ = n.Stop()
+			return nil, fmt.Errorf("tlsproxy: nginx not accepting on %s after 10 s: %v: %s", n.Addr, err, n.ErrorLog())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ErrorLog returns nginx's error.log so far.
+func (n *Nginx) ErrorLog() string {
+	b, err := os.ReadFile(filepath.Join(n.Dir, "error.log"))
+	if err != nil {
+		return "(no error.log: " + err.Error() + ")"
+	}
+	return string(b)
+}
+
+// AccessLog returns nginx's access.log so far.
+func (n *Nginx) AccessLog() string {
+	b, _ := os.ReadFile(filepath.Join(n.Dir, "access.log"))
+	return string(b)
+}
+
+// Stop ends nginx (fast shutdown, SIGTERM; SIGKILL after 5 s) and waits
+// for it. It reports an nginx that had died before it was asked to stop.
+// Safe to call more than once.
+func (n *Nginx) Stop() error {
+	select {
+	case <-n.exited:
+		if n.err != nil && !errors.Is(n.err, errStopped) {
+			return fmt.Errorf("nginx had exited: %v: %s", n.err, n.stderr.String())
+		}
+		return nil
+	default:
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+	case <-time.After(5 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.exited
+	}
+	n.err = errStopped
+	return nil
+}
+
+var errStopped = errors.New("stopped")
+
+// WSURL is wss://127.0.0.1:port/ws?query ("" query: none).
+func (n *Nginx) WSURL(query string) string {
+	u := "wss://" + n.Addr + "/ws"
+	if query != "" {
+		u += "?" + query
+	}
+	return u
+}
+
+// URL is https://127.0.0.1:port/path.
+func (n *Nginx) URL(path string) string { return "https://" + n.Addr + path }
