@@ -78,7 +78,7 @@ type Nginx struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process is gone
 	err    error         // Wait's result, once exited is closed
-	stderr lockedBuffer // nginx's own stdout and stderr (before error.log opens)
+	stderr lockedBuffer  // nginx's own stdout and stderr (before error.log opens)
 }
 
 // lockedBuffer is written by exec's copying goroutine and read by tests.
