@@ -101,7 +101,7 @@ func (e *env) newNode(clientAddr, apiAddr, name string) *server.Node {
 	eng.Addr = clientAddr
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		b, err := natsbroker.New(natsbroker.Config{URLs: e.natsU, HistorySize: 100, HistoryTTL: time.Hour, Name: e.t.Name() + "-" + name})
+		b, err := natsbroker.New(natsbroker.Config{URLs: e.natsU, HistorySize: 100, HistoryTTL: time.Hour, Name: e.t.Name() + "-" + name, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			e.t.Fatalf("natsbroker: %v", err)
 		}
