@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -43,6 +42,8 @@ type env struct {
 type envOptions struct {
 	MaxMessageSize int64 // 0: the test default
 	Loops          int
+	PingInterval   time.Duration // 0: no pings (the test default)
+	ProxyTimeout   time.Duration // 0: nginx's documented /ws timeouts
 }
 
 // newEnv starts NATS, nodes A and B, and nginx in front of A. It skips
@@ -69,7 +70,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 			e.a.Stop()
 		}
 	})
-	e.nginx = StartNginx(t, Upstreams{WS: e.wsAddr, API: e.api, Certs: certs})
+	e.nginx = StartNginx(t, Upstreams{WS: e.wsAddr, API: e.api, Certs: certs, Timeout: o.ProxyTimeout})
 	tc := ca.ClientConfig()
 	e.HTTPS = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}}
 	return e
@@ -97,7 +98,7 @@ func (e *env) startNATS() {
 // ports are still held.
 func (e *env) newNode(clientAddr, apiAddr, name string) *server.Node {
 	e.t.Helper()
-	eng := testutil.Options{Loops: e.o.Loops, MaxMessageSize: e.o.MaxMessageSize}.Config()
+	eng := testutil.Options{Loops: e.o.Loops, MaxMessageSize: e.o.MaxMessageSize, PingInterval: e.o.PingInterval}.Config()
 	eng.Addr = clientAddr
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -218,14 +219,4 @@ func (e *env) waitUpgradable() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// tcpAddr is a helper for tests that need the proxy's port.
-func tcpAddr(t *testing.T, s string) *net.TCPAddr {
-	t.Helper()
-	a, err := net.ResolveTCPAddr("tcp", s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }

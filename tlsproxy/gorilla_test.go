@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -197,13 +198,85 @@ func TestGorillaWSSCloseCodes(t *testing.T) {
 		}
 	})
 	t.Run("plain https to /ws", func(t *testing.T) {
+		// The map sends "Connection: close" without an Upgrade header, so
+		// Herald sees an ordinary request and refuses it as one.
 		res, err := e.HTTPS.Get(e.nginx.URL("/ws"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		res.Body.Close()
-		if res.StatusCode == http.StatusSwitchingProtocols || res.StatusCode < 400 {
-			t.Fatalf("a GET without Upgrade got HTTP %d through nginx", res.StatusCode)
+		if res.StatusCode != http.StatusUpgradeRequired {
+			t.Fatalf("a GET without Upgrade got HTTP %d through nginx, want 426 from Herald", res.StatusCode)
 		}
 	})
+	t.Run("API closed to other addresses", func(t *testing.T) {
+		// nginx's allow/deny sees the client address; from 127.0.0.2 the
+		// API is refused while /ws stays open.
+		tr := &http.Transport{TLSClientConfig: e.ca.ClientConfig(), DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}
+		defer tr.CloseIdleConnections()
+		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		res, err := c.Post(e.nginx.URL("/api/publish"), "application/json", strings.NewReader(`{"channel":"x","data":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusForbidden {
+			t.Fatalf("publish from 127.0.0.2 got HTTP %d, want 403", res.StatusCode)
+		}
+		if _, err := e.tryPublish(e.nginx.URL("/api/publish"), "x", "1"); err != nil {
+			t.Fatalf("publish from 127.0.0.1: %v", err)
+		}
+	})
+}
+
+// TestPingsKeepIdleConnectionsOpen shows why the documented proxy timeouts
+// must exceed Herald's ping interval, with the timeouts shortened to 1 s:
+// an idle subscriber that Herald pings more often than that outlives the
+// timeout and still receives; without pings nginx cuts it, with no close
+// frame.
+func TestPingsKeepIdleConnectionsOpen(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		ping  time.Duration
+		alive bool
+	}{
+		{"pinged every 300 ms", 300 * time.Millisecond, true},
+		{"never pinged", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{PingInterval: tc.ping, ProxyTimeout: time.Second})
+			c, err := e.gorillaDial(e.nginx.WSURL(""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			subscribe(t, c, "idle", nil)
+			published := make(chan uint64, 1)
+			go func() {
+				time.Sleep(2500 * time.Millisecond) // 2.5 x the proxy timeout
+				off, err := e.tryPublish(e.nginx.URL("/api/publish"), "idle", `{"late":true}`)
+				if err != nil {
+					t.Error(err)
+				}
+				published <- off
+			}()
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, p, err := c.ReadMessage() // answers pings while it waits
+			off := <-published
+			if tc.alive {
+				if err != nil {
+					t.Fatalf("the pinged connection was cut: %v", err)
+				}
+				m, derr := testutil.DecodeMsg(p)
+				if derr != nil {
+					t.Fatal(derr)
+				}
+				expectMessage(t, m, "idle", off, `{"late":true}`)
+				return
+			}
+			var ce *websocket.CloseError
+			if err == nil || (errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure) {
+				t.Fatalf("the unpinged connection outlived the proxy timeout: %v %q", err, p)
+			}
+		})
+	}
 }

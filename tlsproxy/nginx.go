@@ -29,6 +29,10 @@ type Upstreams struct {
 	WS    string // Herald's client listener, host:port
 	API   string // Herald's API listener, host:port
 	Certs Files  // the server certificate and key nginx presents
+	// Timeout, when not zero, replaces the documented 120 s
+	// proxy_read_timeout, proxy_send_timeout and send_timeout of /ws, for
+	// tests of what those timeouts do. Whole seconds.
+	Timeout time.Duration
 }
 
 // substitution replaces one production value of DocumentedConfig by the
@@ -55,6 +59,13 @@ func Render(dir string, port int, u Upstreams) (string, error) {
 		{"ssl_certificate     /etc/ssl/herald/fullchain.pem;", "ssl_certificate     " + u.Certs.ServerCert + ";"},
 		{"ssl_certificate_key /etc/ssl/herald/privkey.pem;", "ssl_certificate_key " + u.Certs.ServerKey + ";"},
 		{"ssl_session_cache   shared:herald_tls:50m;", "ssl_session_cache   shared:herald_tls:1m;"},
+	}
+	if u.Timeout > 0 {
+		sec := strconv.Itoa(int(u.Timeout.Seconds()))
+		subs = append(subs,
+			substitution{"proxy_read_timeout 120s;", "proxy_read_timeout " + sec + "s;"},
+			substitution{"proxy_send_timeout 120s;", "proxy_send_timeout " + sec + "s;"},
+			substitution{"send_timeout 120s;", "send_timeout " + sec + "s;"})
 	}
 	conf := DocumentedConfig
 	for _, s := range subs {
