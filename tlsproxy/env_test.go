@@ -44,6 +44,7 @@ type envOptions struct {
 	Loops          int
 	PingInterval   time.Duration // 0: no pings (the test default)
 	ProxyTimeout   time.Duration // 0: nginx's documented /ws timeouts
+	ProxyConns     int           // nginx worker_connections; 0: Render's default
 }
 
 // newEnv starts NATS, nodes A and B, and nginx in front of A. It skips
@@ -70,7 +71,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 			e.a.Stop()
 		}
 	})
-	e.nginx = StartNginx(t, Upstreams{WS: e.wsAddr, API: e.api, Certs: certs, Timeout: o.ProxyTimeout})
+	e.nginx = StartNginx(t, Upstreams{WS: e.wsAddr, API: e.api, Certs: certs, Timeout: o.ProxyTimeout, Connections: o.ProxyConns})
 	tc := ca.ClientConfig()
 	e.HTTPS = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}}
 	return e

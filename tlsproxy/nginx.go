@@ -33,6 +33,10 @@ type Upstreams struct {
 	// proxy_read_timeout, proxy_send_timeout and send_timeout of /ws, for
 	// tests of what those timeouts do. Whole seconds.
 	Timeout time.Duration
+	// Connections, when not zero, replaces the test default of 1,024
+	// worker_connections (each proxied WebSocket takes two), with an
+	// open-file limit to match.
+	Connections int
 }
 
 // substitution replaces one production value of DocumentedConfig by the
@@ -46,12 +50,16 @@ type substitution struct{ old, new string }
 // change to the documented file that a test would silently miss fails
 // here instead.
 func Render(dir string, port int, u Upstreams) (string, error) {
+	wc := 1024
+	if u.Connections > 0 {
+		wc = u.Connections
+	}
 	subs := []substitution{
 		{"worker_processes auto;", "worker_processes 1;"},
-		{"worker_rlimit_nofile 240000;", "worker_rlimit_nofile 4096;"},
+		{"worker_rlimit_nofile 240000;", "worker_rlimit_nofile " + strconv.Itoa(2*wc+64) + ";"},
 		{"pid /run/nginx-herald.pid;", "pid " + filepath.Join(dir, "nginx.pid") + ";"},
 		{"error_log /var/log/nginx/herald-error.log warn;", "error_log " + filepath.Join(dir, "error.log") + " warn;"},
-		{"worker_connections 100000;", "worker_connections 1024;"},
+		{"worker_connections 100000;", "worker_connections " + strconv.Itoa(wc) + ";"},
 		{"access_log /var/log/nginx/herald-access.log herald;", "access_log " + filepath.Join(dir, "access.log") + " herald;"},
 		{"server 127.0.0.1:8080;", "server " + u.WS + ";"},
 		{"server 127.0.0.1:8081;", "server " + u.API + ";"},
@@ -218,6 +226,26 @@ func startNginx(exe, dir string, port int, u Upstreams) (*Nginx, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// WorkerPIDs returns the process ids of nginx's workers (the rendered
+// configuration runs one), for sampling their memory.
+func (n *Nginx) WorkerPIDs() ([]int, error) {
+	pid := n.cmd.Process.Pid
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return nil, fmt.Errorf("tlsproxy: nginx workers: %w", err)
+	}
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if p, err := strconv.Atoi(f); err == nil {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("tlsproxy: nginx has no workers")
+	}
+	return out, nil
 }
 
 // ErrorLog returns nginx's error.log so far.
