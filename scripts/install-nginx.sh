@@ -31,12 +31,19 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
-# --no-upgrade is not used: it would refuse to install a missing package's
-# missing dependencies only when they are already installed, which is the
-# default anyway; install never upgrades packages it does not need to.
-$SUDO apt-get install -y -q --no-install-recommends nginx
-# Debian's package enables and may start its service (in a container without
-# an init it cannot); the tests do not need it, and it would hold port 80.
+# Refuse rather than upgrade: if installing nginx would upgrade a package
+# that is already installed (a dependency needing a newer version), say so
+# and stop. A simulated run lists upgrades as "Inst NAME [OLD-VERSION] ...".
+plan=$(apt-get install -s -q --no-install-recommends nginx)
+upgrades=$(printf '%s\n' "$plan" | grep -E '^Inst [^ ]+ \[' || true)
+if [ -n "$upgrades" ]; then
+	echo "install-nginx: installing nginx would upgrade installed packages; not doing it:" >&2
+	printf '%s\n' "$upgrades" >&2
+	exit 1
+fi
+$SUDO apt-get install -y -q --no-install-recommends --no-upgrade nginx
+# Debian's package may try to start its own service (in a container without
+# an init it cannot); the tests never use it, and it would hold port 80.
 if command -v service >/dev/null 2>&1; then
 	$SUDO service nginx stop >/dev/null 2>&1 || true
 fi

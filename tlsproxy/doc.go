@@ -7,7 +7,8 @@
 //
 // The configuration nginx runs is nginx.conf in this directory, the one
 // docs/deployment.md shows (a test checks that the two are the same text),
-// changed only in paths, ports, addresses and sizes by Render. The tests
+// changed only in paths, ports, addresses and sizes by Render (and, for
+// the test of what they are for, the /ws proxy timeouts). The tests
 // here drive real clients through it (gorilla/websocket, Node ws, headless
 // Chromium, `herald loadtest`): subscribing, receiving API publications,
 // recovering with since across a Herald restart behind the same proxy
