@@ -2,12 +2,17 @@ package loadtest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/pem"
 	"errors"
+	"flag"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,5 +212,124 @@ func TestWSSChurn(t *testing.T) {
 	}
 	if p.Subscribers != 4 || p.Lost != 0 || p.Duplicates != 0 || p.Expected != 4*int64(p.Publications) || p.Publications < 5 {
 		t.Fatalf("push: %d subscribers, %d publications, expected %d, lost %d, dup %d", p.Subscribers, p.Publications, p.Expected, p.Lost, p.Duplicates)
+	}
+}
+
+// tlsFront terminates TLS with a tlsproxy certificate and forwards each
+// connection to target, like a TLS proxy in front of Herald; it returns
+// its address and the CA file to trust.
+func tlsFront(t *testing.T, target string) (addr, caFile string) {
+	t.Helper()
+	ca, err := tlsproxy.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := ca.WriteFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(ca.ServerCertPEM, ca.ServerKeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			open = append(open, c, b)
+			mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); _, _ = io.Copy(b, c); b.Close() }()
+			go func() { defer wg.Done(); _, _ = io.Copy(c, b); c.Close() }()
+		}
+	}()
+	return ln.Addr().String(), files.CACert
+}
+
+// TestWSSScenariosAgainstHerald runs every scenario over wss:// (a TLS
+// front on a real node): exact counts, as over ws://.
+func TestWSSScenariosAgainstHerald(t *testing.T) {
+	n := startHerald(t)
+	front, ca := tlsFront(t, n.Addr().String())
+	trust := TLSConfig{CAFile: ca}
+	t.Run("connect", func(t *testing.T) {
+		r := runOK(t, Config{Scenario: "connect", URL: "wss://" + front + "/ws", Conns: 20, Duration: 200 * time.Millisecond, Settle: 50 * time.Millisecond, TLS: trust})
+		if r.Opened != 20 || r.Failures != 0 {
+			t.Fatalf("opened %d, failed %d", r.Opened, r.Failures)
+		}
+	})
+	t.Run("echo", func(t *testing.T) {
+		r := runOK(t, Config{Scenario: "echo", URL: "wss://" + front + "/echo", Conns: 4, InFlight: 2, Size: 100, Duration: 500 * time.Millisecond, TLS: trust})
+		if r.Opened != 4 || r.Messages == 0 || r.RTT == nil || r.RTT.Count != r.Messages {
+			t.Fatalf("opened %d, %d messages, rtt %+v", r.Opened, r.Messages, r.RTT)
+		}
+	})
+	t.Run("push in two processes", func(t *testing.T) {
+		before := n.Stats().Deliveries
+		r := runOK(t, Config{
+			Scenario:   "push",
+			URL:        "wss://" + front + "/ws",
+			Conns:      20,
+			Duration:   time.Second,
+			Procs:      2,
+			WorkerArgs: workerArgs(),
+			Push:       PushConfig{APIURL: apiURL(n), Channels: 2, Rate: 20},
+			TLS:        trust,
+		})
+		p := r.Push
+		want := int64(10 * p.Publications)
+		if r.Procs != 2 || p.Subscribers != 20 || p.Publications < 15 || p.Expected != want || p.Delivered != want || p.Lost != 0 || p.Duplicates != 0 || p.OutOfOrder != 0 {
+			t.Fatalf("procs %d, push %+v; want %d delivered, none lost", r.Procs, p, want)
+		}
+		if got := n.Stats().Deliveries - before; got != want {
+			t.Errorf("server delivered %d, workers counted %d", got, want)
+		}
+	})
+}
+
+func TestRegisterTLSFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want TLSConfig
+	}{
+		{nil, TLSConfig{}},
+		{[]string{"-ca-file", "/tmp/ca.pem"}, TLSConfig{CAFile: "/tmp/ca.pem"}},
+		{[]string{"-insecure"}, TLSConfig{Insecure: true}},
+	} {
+		var c Config
+		fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+		c.RegisterTLSFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if c.TLS != tc.want {
+			t.Errorf("%q: %+v, want %+v", tc.args, c.TLS, tc.want)
+		}
 	}
 }
