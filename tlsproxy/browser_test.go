@@ -180,9 +180,9 @@ func TestChromiumWSSRecoversAcrossRestart(t *testing.T) {
 	e := newEnv(t, envOptions{MaxMessageSize: 4096})
 	tb := openTab(t, exe, e.ca.SPKIHash())
 
-	wsURL := e.nginx.WSURL("")
+	wsURL := e.proxy.WSURL("")
 	q := url.Values{"ws": {wsURL}, "channel": {"news"}, "maxDelay": {"500"}}
-	tb.navigate(e.nginx.URL("/demo/?" + q.Encode()))
+	tb.navigate(e.proxy.URL("/demo/?" + q.Encode()))
 	if proto := evalJS[string](tb, `location.protocol`); proto != "https:" {
 		t.Fatalf("page loaded over %s", proto)
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/herald-ws/herald/server"
 )
 
-// env is one Herald node ("A") behind nginx, on a NATS broker whose
+// env is one Herald node ("A") behind nginx (or HAProxy), on a NATS broker whose
 // JetStream history outlives A, plus a second node ("B") on the same NATS
 // that publishes while A is down, as another node of a cluster would.
 type env struct {
@@ -33,7 +33,7 @@ type env struct {
 	b      *server.Node
 	wsAddr string // A's client listener, fixed after the first start
 	api    string // A's API listener, fixed after the first start
-	nginx  *Nginx
+	proxy  *Proxy // nginx, or HAProxy with envOptions.HAProxy
 	// HTTPS trusts only the test CA; it opens a connection per request,
 	// since a pooled one could outlive the node it was made to.
 	HTTPS *http.Client
@@ -45,13 +45,24 @@ type envOptions struct {
 	PingInterval   time.Duration // 0: no pings (the test default)
 	ProxyTimeout   time.Duration // 0: nginx's documented /ws timeouts
 	ProxyConns     int           // nginx worker_connections; 0: Render's default
+	HAProxy        bool          // HAProxy instead of nginx
 }
+
+// proxies are the proxies the tests run against, by name.
+var proxies = []struct {
+	name    string
+	haproxy bool
+}{{"nginx", false}, {"haproxy", true}}
 
 // newEnv starts NATS, nodes A and B, and nginx in front of A. It skips
 // before starting anything when nginx is missing.
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	NginxPath(t)
+	if o.HAProxy {
+		HAProxyPath(t)
+	} else {
+		NginxPath(t)
+	}
 	ca, err := NewCA()
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +82,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 			e.a.Stop()
 		}
 	})
-	e.nginx = StartNginx(t, Upstreams{WS: e.wsAddr, API: e.api, Certs: certs, Timeout: o.ProxyTimeout, Connections: o.ProxyConns})
+	up := Upstreams{WS: e.wsAddr, API: e.api, Certs: certs, Timeout: o.ProxyTimeout, Connections: o.ProxyConns}
+	if o.HAProxy {
+		e.proxy = StartHAProxy(t, up)
+	} else {
+		e.proxy = StartNginx(t, up)
+	}
 	tc := ca.ClientConfig()
 	e.HTTPS = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}}
 	return e
@@ -165,7 +181,7 @@ func (e *env) restartA() {
 // offset.
 func (e *env) publish(channel, data string) uint64 {
 	e.t.Helper()
-	off, err := e.tryPublish(e.nginx.URL("/api/publish"), channel, data)
+	off, err := e.tryPublish(e.proxy.URL("/api/publish"), channel, data)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -208,7 +224,7 @@ func (e *env) waitUpgradable() {
 	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		res, err := e.HTTPS.Get(e.nginx.URL("/readyz"))
+		res, err := e.HTTPS.Get(e.proxy.URL("/readyz"))
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {

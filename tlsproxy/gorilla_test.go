@@ -23,11 +23,19 @@ func TestDocumentedConfigIsTested(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	block := "```nginx\n" + DocumentedConfig + "```\n"
-	if !strings.Contains(string(doc), block) {
-		t.Fatal("docs/deployment.md does not contain tlsproxy/nginx.conf verbatim in an ```nginx block; copy the file into it")
+	for _, f := range []struct{ lang, file, text string }{
+		{"nginx", "nginx.conf", DocumentedConfig},
+		{"haproxy", "haproxy.cfg", DocumentedHAProxyConfig},
+	} {
+		if !strings.Contains(string(doc), "```"+f.lang+"\n"+f.text+"```\n") {
+			t.Errorf("docs/deployment.md does not contain tlsproxy/%s verbatim in a ```%s block; copy the file into it", f.file, f.lang)
+		}
 	}
-	if _, err := Render(t.TempDir(), 1234, Upstreams{WS: "127.0.0.1:1", API: "127.0.0.1:2", Certs: Files{ServerCert: "c", ServerKey: "k"}}); err != nil {
+	u := Upstreams{WS: "127.0.0.1:1", API: "127.0.0.1:2", Certs: Files{ServerCert: "c", ServerKey: "k"}, Timeout: 1e9}
+	if _, err := Render(t.TempDir(), 1234, u); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RenderHAProxy(1234, "pem", u); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -122,14 +130,20 @@ func expectMessage(t *testing.T, m testutil.Msg, channel string, offset uint64, 
 }
 
 // TestGorillaWSSRecoversAcrossRestart: a gorilla client over wss://
-// through nginx subscribes, receives a publication posted over https://
+// through nginx (and HAProxy) subscribes, receives a publication posted over https://
 // through the same nginx, is told 1001 when Herald shuts down, and after
 // Herald restarts on the same port behind the same nginx recovers with
 // since everything published meanwhile (by another node of the cluster),
 // with recovered:true, then keeps receiving live.
 func TestGorillaWSSRecoversAcrossRestart(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	c, err := e.gorillaDial(e.nginx.WSURL(""))
+	for _, p := range proxies {
+		t.Run(p.name, func(t *testing.T) { testGorillaRecovers(t, envOptions{HAProxy: p.haproxy}) })
+	}
+}
+
+func testGorillaRecovers(t *testing.T, o envOptions) {
+	e := newEnv(t, o)
+	c, err := e.gorillaDial(e.proxy.WSURL(""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +155,7 @@ func TestGorillaWSSRecoversAcrossRestart(t *testing.T) {
 	if code := closeCode(t, c); code != websocket.CloseGoingAway {
 		t.Fatalf("close code %d through nginx at shutdown, want 1001", code)
 	}
-	if _, err := e.gorillaDial(e.nginx.WSURL("")); err == nil {
+	if _, err := e.gorillaDial(e.proxy.WSURL("")); err == nil {
 		t.Fatal("an upgrade through nginx succeeded while Herald was down")
 	}
 	missed := []string{`{"n":2}`, `{"n":3}`}
@@ -152,7 +166,7 @@ func TestGorillaWSSRecoversAcrossRestart(t *testing.T) {
 	e.restartA()
 	e.waitUpgradable()
 
-	c2, err := e.gorillaDial(e.nginx.WSURL(""))
+	c2, err := e.gorillaDial(e.proxy.WSURL(""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,11 +182,18 @@ func TestGorillaWSSRecoversAcrossRestart(t *testing.T) {
 }
 
 // TestGorillaWSSCloseCodes: close codes Herald sends reach the client
-// through nginx unchanged.
+// through nginx (and HAProxy) unchanged, and the proxy's routing rules
+// hold.
 func TestGorillaWSSCloseCodes(t *testing.T) {
-	e := newEnv(t, envOptions{MaxMessageSize: 4096})
+	for _, p := range proxies {
+		t.Run(p.name, func(t *testing.T) { testCloseCodes(t, envOptions{MaxMessageSize: 4096, HAProxy: p.haproxy}) })
+	}
+}
+
+func testCloseCodes(t *testing.T, o envOptions) {
+	e := newEnv(t, o)
 	t.Run("1009 too large", func(t *testing.T) {
-		c, err := e.gorillaDial(e.nginx.WSURL(""))
+		c, err := e.gorillaDial(e.proxy.WSURL(""))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +206,7 @@ func TestGorillaWSSCloseCodes(t *testing.T) {
 		}
 	})
 	t.Run("1000 echoed", func(t *testing.T) {
-		c, err := e.gorillaDial(e.nginx.WSURL(""))
+		c, err := e.gorillaDial(e.proxy.WSURL(""))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,9 +219,9 @@ func TestGorillaWSSCloseCodes(t *testing.T) {
 		}
 	})
 	t.Run("plain https to /ws", func(t *testing.T) {
-		// The map sends "Connection: close" without an Upgrade header, so
-		// Herald sees an ordinary request and refuses it as one.
-		res, err := e.HTTPS.Get(e.nginx.URL("/ws"))
+		// Without an Upgrade header Herald sees an ordinary request (nginx's
+		// map sends "Connection: close") and refuses it as one.
+		res, err := e.HTTPS.Get(e.proxy.URL("/ws"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,12 +231,12 @@ func TestGorillaWSSCloseCodes(t *testing.T) {
 		}
 	})
 	t.Run("API closed to other addresses", func(t *testing.T) {
-		// nginx's allow/deny sees the client address; from 127.0.0.2 the
-		// API is refused while /ws stays open.
+		// The proxy's allow/deny sees the client address: from 127.0.0.2
+		// the API is refused.
 		tr := &http.Transport{TLSClientConfig: e.ca.ClientConfig(), DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}
 		defer tr.CloseIdleConnections()
 		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-		res, err := c.Post(e.nginx.URL("/api/publish"), "application/json", strings.NewReader(`{"channel":"x","data":1}`))
+		res, err := c.Post(e.proxy.URL("/api/publish"), "application/json", strings.NewReader(`{"channel":"x","data":1}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -223,29 +244,32 @@ func TestGorillaWSSCloseCodes(t *testing.T) {
 		if res.StatusCode != http.StatusForbidden {
 			t.Fatalf("publish from 127.0.0.2 got HTTP %d, want 403", res.StatusCode)
 		}
-		if _, err := e.tryPublish(e.nginx.URL("/api/publish"), "x", "1"); err != nil {
+		if _, err := e.tryPublish(e.proxy.URL("/api/publish"), "x", "1"); err != nil {
 			t.Fatalf("publish from 127.0.0.1: %v", err)
 		}
 	})
 }
 
 // TestPingsKeepIdleConnectionsOpen shows why the documented proxy timeouts
-// must exceed Herald's ping interval, with the timeouts shortened to 1 s:
-// an idle subscriber that Herald pings more often than that outlives the
-// timeout and still receives; without pings nginx cuts it, with no close
-// frame.
+// (nginx's proxy_read_timeout, HAProxy's timeout tunnel) must exceed
+// Herald's ping interval, with them shortened to 1 s: an idle subscriber
+// that Herald pings more often than that outlives the timeout and still
+// receives; without pings the proxy cuts it, with no close frame.
 func TestPingsKeepIdleConnectionsOpen(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		ping  time.Duration
-		alive bool
+		name    string
+		haproxy bool
+		ping    time.Duration
+		alive   bool
 	}{
-		{"pinged every 300 ms", 300 * time.Millisecond, true},
-		{"never pinged", 0, false},
+		{"nginx pinged every 300 ms", false, 300 * time.Millisecond, true},
+		{"nginx never pinged", false, 0, false},
+		{"haproxy pinged every 300 ms", true, 300 * time.Millisecond, true},
+		{"haproxy never pinged", true, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, envOptions{PingInterval: tc.ping, ProxyTimeout: time.Second})
-			c, err := e.gorillaDial(e.nginx.WSURL(""))
+			e := newEnv(t, envOptions{PingInterval: tc.ping, ProxyTimeout: time.Second, HAProxy: tc.haproxy})
+			c, err := e.gorillaDial(e.proxy.WSURL(""))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -253,7 +277,7 @@ func TestPingsKeepIdleConnectionsOpen(t *testing.T) {
 			published := make(chan uint64, 1)
 			go func() {
 				time.Sleep(2500 * time.Millisecond) // 2.5 x the proxy timeout
-				off, err := e.tryPublish(e.nginx.URL("/api/publish"), "idle", `{"late":true}`)
+				off, err := e.tryPublish(e.proxy.URL("/api/publish"), "idle", `{"late":true}`)
 				if err != nil {
 					t.Error(err)
 				}

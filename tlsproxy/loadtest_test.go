@@ -23,15 +23,22 @@ func runLoad(t *testing.T, cfg loadtest.Config) *loadtest.Result {
 	return r
 }
 
-// TestLoadtestPushThroughNginx runs `herald loadtest`'s push scenario over
-// wss:// through nginx, publishing over https:// through the same nginx
-// (the default API URL for wss://), trusting the test CA with -ca-file:
-// every publication reaches every subscriber of its channel exactly once.
-func TestLoadtestPushThroughNginx(t *testing.T) {
-	e := newEnv(t, envOptions{})
+// TestLoadtestPushThroughProxy runs `herald loadtest`'s push scenario over
+// wss:// through nginx and through HAProxy, publishing over https://
+// through the same proxy (the default API URL for wss://), trusting the
+// test CA with -ca-file: every publication reaches every subscriber of its
+// channel exactly once.
+func TestLoadtestPushThroughProxy(t *testing.T) {
+	for _, p := range proxies {
+		t.Run(p.name, func(t *testing.T) { testLoadtestPush(t, envOptions{HAProxy: p.haproxy}) })
+	}
+}
+
+func testLoadtestPush(t *testing.T, o envOptions) {
+	e := newEnv(t, o)
 	r := runLoad(t, loadtest.Config{
 		Scenario: "push",
-		URL:      e.nginx.WSURL(""),
+		URL:      e.proxy.WSURL(""),
 		Conns:    40,
 		Rate:     200,
 		Duration: 2 * time.Second,
@@ -62,7 +69,7 @@ func TestLoadtestConnectThroughNginx(t *testing.T) {
 	const conns = 100
 	r := runLoad(t, loadtest.Config{
 		Scenario: "connect",
-		URL:      e.nginx.WSURL(""),
+		URL:      e.proxy.WSURL(""),
 		Conns:    conns,
 		Rate:     500,
 		Duration: time.Second,
@@ -75,12 +82,12 @@ func TestLoadtestConnectThroughNginx(t *testing.T) {
 	// nginx logs an upgraded request when it ends, after the run closed it.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		n := strings.Count(e.nginx.AccessLog(), `"GET /ws HTTP/1.1" 101 `)
+		n := strings.Count(e.proxy.AccessLog(), `"GET /ws HTTP/1.1" 101 `)
 		if n == conns {
 			break
 		}
 		if n > conns || time.Now().After(deadline) {
-			t.Fatalf("nginx logged %d upgrades, want %d:\n%s", n, conns, e.nginx.AccessLog())
+			t.Fatalf("nginx logged %d upgrades, want %d:\n%s", n, conns, e.proxy.AccessLog())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// DocumentedConfig is the nginx configuration docs/deployment.md shows, with
+// DocumentedConfig is the nginx configuration docs/deployment.md shows for nginx, with
 // its production values (port 443, certificates under /etc/ssl/herald,
 // Herald on 127.0.0.1:8080 and :8081). Tests run exactly this file with the
 // substitutions of Render and nothing else.
@@ -85,14 +85,17 @@ func Render(dir string, port int, u Upstreams) (string, error) {
 	return conf, nil
 }
 
-// Nginx is an nginx process started by a test: its own prefix directory
-// (config, pid file and logs inside it), in the foreground, on a loopback
-// port of its own.
-type Nginx struct {
-	// Addr is 127.0.0.1:port, where nginx terminates TLS.
+// Proxy is a TLS proxy process (nginx or HAProxy) started by a test: its
+// own directory (config, and for nginx pid file and logs), in the
+// foreground, on a loopback port of its own.
+type Proxy struct {
+	// Addr is 127.0.0.1:port, where the proxy terminates TLS.
 	Addr string
-	// Dir holds nginx.conf, nginx.pid, error.log and access.log.
+	// Dir holds the configuration (nginx: nginx.conf, nginx.pid,
+	// error.log, access.log; HAProxy: haproxy.cfg and the certificate).
 	Dir string
+	// Name is "nginx" or "haproxy".
+	Name string
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process is gone
@@ -140,39 +143,56 @@ func NginxPath(tb testing.TB) string {
 	return ""
 }
 
-// StartNginx runs the documented configuration (see Render) in front of u
-// in a directory of the test's own, waits until it accepts connections,
-// and stops it when the test ends. It skips the test when there is no
-// nginx (see NginxPath). Test goroutine only.
-func StartNginx(tb testing.TB, u Upstreams) *Nginx {
+// StartNginx runs the documented nginx configuration (see Render) in
+// front of u in a directory of the test's own, waits until it accepts
+// connections, and stops it when the test ends. It skips the test when
+// there is no nginx (see NginxPath). Test goroutine only.
+func StartNginx(tb testing.TB, u Upstreams) *Proxy {
 	tb.Helper()
 	exe := NginxPath(tb)
+	return startProxy(tb, "nginx", func(dir string, port int) (*Proxy, error) {
+		conf, err := Render(dir, port, u)
+		if err != nil {
+			return nil, err
+		}
+		path := filepath.Join(dir, "nginx.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			return nil, fmt.Errorf("tlsproxy: %w", err)
+		}
+		return startProcess("nginx", dir, port, exe, "-p", dir, "-c", path, "-g", "daemon off;")
+	})
+}
+
+// startProxy starts a proxy with start on a free port, retrying when the
+// port was taken meanwhile, and stops it when the test ends.
+func startProxy(tb testing.TB, name string, start func(dir string, port int) (*Proxy, error)) *Proxy {
+	tb.Helper()
 	var lastErr error
-	// The port is found free and then handed to nginx, so another process
-	// may take it in between: try a few.
+	// The port is found free and then handed to the proxy, so another
+	// process may take it in between: try a few.
 	for range 5 {
 		port, err := freePort()
 		if err != nil {
 			tb.Fatal(err)
 		}
-		n, err := startNginx(exe, tb.TempDir(), port, u)
+		n, err := start(tb.TempDir(), port)
 		if err == nil {
 			tb.Cleanup(func() {
 				if err := n.Stop(); err != nil {
-					tb.Errorf("nginx: %v", err)
+					tb.Errorf("%s: %v", name, err)
 				}
 				if tb.Failed() {
-					tb.Logf("nginx error.log:\n%s", n.ErrorLog())
+					tb.Logf("%s log:\n%s", name, n.ErrorLog())
 				}
 			})
 			return n
 		}
 		lastErr = err
-		if !strings.Contains(err.Error(), "Address already in use") {
+		if !strings.Contains(err.Error(), "in use") {
 			break
 		}
 	}
-	tb.Fatalf("start nginx: %v", lastErr)
+	tb.Fatalf("start %s: %v", name, lastErr)
 	return nil
 }
 
@@ -185,17 +205,11 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startNginx(exe, dir string, port int, u Upstreams) (*Nginx, error) {
-	conf, err := Render(dir, port, u)
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return nil, fmt.Errorf("tlsproxy: %w", err)
-	}
-	n := &Nginx{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: dir, exited: make(chan struct{})}
-	n.cmd = exec.Command(exe, "-p", dir, "-c", path, "-g", "daemon off;")
+// startProcess runs exe with args as the proxy name listening on
+// 127.0.0.1:port and waits until it accepts connections.
+func startProcess(name, dir string, port int, exe string, args ...string) (*Proxy, error) {
+	n := &Proxy{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: dir, Name: name, exited: make(chan struct{})}
+	n.cmd = exec.Command(exe, args...)
 	n.cmd.Stdout = &n.stderr
 	n.cmd.Stderr = &n.stderr
 	// Its own process group, so that a signal to the test's group (an
@@ -212,7 +226,7 @@ func startNginx(exe, dir string, port int, u Upstreams) (*Nginx, error) {
 	for {
 		select {
 		case <-n.exited:
-			return nil, fmt.Errorf("tlsproxy: nginx exited at start (%v): %s%s", n.err, n.stderr.String(), n.ErrorLog())
+			return nil, fmt.Errorf("tlsproxy: %s exited at start (%v): %s", name, n.err, n.ErrorLog())
 		default:
 		}
 		c, err := net.DialTimeout("tcp", n.Addr, time.Second)
@@ -222,15 +236,16 @@ func startNginx(exe, dir string, port int, u Upstreams) (*Nginx, error) {
 		}
 		if time.Now().After(deadline) {
 			_ = n.Stop()
-			return nil, fmt.Errorf("tlsproxy: nginx not accepting on %s after 10 s: %v: %s", n.Addr, err, n.ErrorLog())
+			return nil, fmt.Errorf("tlsproxy: %s not accepting on %s after 10 s: %v: %s", name, n.Addr, err, n.ErrorLog())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// WorkerPIDs returns the process ids of nginx's workers (the rendered
-// configuration runs one), for sampling their memory.
-func (n *Nginx) WorkerPIDs() ([]int, error) {
+// WorkerPIDs returns the process ids of the proxy's children (nginx's
+// workers: the rendered configuration runs one), for sampling their
+// memory.
+func (n *Proxy) WorkerPIDs() ([]int, error) {
 	pid := n.cmd.Process.Pid
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
 	if err != nil {
@@ -243,34 +258,41 @@ func (n *Nginx) WorkerPIDs() ([]int, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, errors.New("tlsproxy: nginx has no workers")
+		return nil, errors.New("tlsproxy: the proxy has no worker processes")
 	}
 	return out, nil
 }
 
-// ErrorLog returns nginx's error.log so far.
-func (n *Nginx) ErrorLog() string {
-	b, err := os.ReadFile(filepath.Join(n.Dir, "error.log"))
-	if err != nil {
-		return "(no error.log: " + err.Error() + ")"
+// ErrorLog returns what the proxy reported so far: its output, and
+// nginx's error.log.
+func (n *Proxy) ErrorLog() string {
+	out := n.stderr.String()
+	if n.Name == "nginx" {
+		b, err := os.ReadFile(filepath.Join(n.Dir, "error.log"))
+		if err != nil {
+			return out + "(no error.log: " + err.Error() + ")"
+		}
+		out += string(b)
 	}
-	return string(b)
+	return out
 }
 
-// AccessLog returns nginx's access.log so far.
-func (n *Nginx) AccessLog() string {
+// AccessLog returns nginx's access.log so far ("" for HAProxy, which
+// logs nothing in this configuration).
+func (n *Proxy) AccessLog() string {
 	b, _ := os.ReadFile(filepath.Join(n.Dir, "access.log"))
 	return string(b)
 }
 
-// Stop ends nginx (fast shutdown, SIGTERM; SIGKILL after 5 s) and waits
-// for it. It reports an nginx that had died before it was asked to stop.
+// Stop ends the proxy (SIGTERM, a fast shutdown for both; SIGKILL after
+// 5 s) and waits for it. It reports a proxy that had died before it was
+// asked to stop.
 // Safe to call more than once.
-func (n *Nginx) Stop() error {
+func (n *Proxy) Stop() error {
 	select {
 	case <-n.exited:
 		if n.err != nil && !errors.Is(n.err, errStopped) {
-			return fmt.Errorf("nginx had exited: %v: %s", n.err, n.stderr.String())
+			return fmt.Errorf("%s had exited: %v: %s", n.Name, n.err, n.stderr.String())
 		}
 		return nil
 	default:
@@ -289,7 +311,7 @@ func (n *Nginx) Stop() error {
 var errStopped = errors.New("stopped")
 
 // WSURL is wss://127.0.0.1:port/ws?query ("" query: none).
-func (n *Nginx) WSURL(query string) string {
+func (n *Proxy) WSURL(query string) string {
 	u := "wss://" + n.Addr + "/ws"
 	if query != "" {
 		u += "?" + query
@@ -298,4 +320,4 @@ func (n *Nginx) WSURL(query string) string {
 }
 
 // URL is https://127.0.0.1:port/path.
-func (n *Nginx) URL(path string) string { return "https://" + n.Addr + path }
+func (n *Proxy) URL(path string) string { return "https://" + n.Addr + path }

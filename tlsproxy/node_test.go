@@ -59,7 +59,7 @@ func nodeScript(t *testing.T) (nodeBin, script string) {
 func (e *env) runNode(opts map[string]any) *nodeClient {
 	e.t.Helper()
 	nodeBin, script := nodeScript(e.t)
-	opts["url"] = e.nginx.WSURL("")
+	opts["url"] = e.proxy.WSURL("")
 	opts["ca"] = e.certs.CACert
 	arg, _ := json.Marshal(opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -16,13 +16,13 @@ import (
 func TestSoakNginxMemoryPerConnection(t *testing.T) {
 	const conns = 4000
 	e := newEnv(t, envOptions{ProxyConns: 3 * conns, Loops: 2})
-	workers, err := e.nginx.WorkerPIDs()
+	workers, err := e.proxy.WorkerPIDs()
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := runLoad(t, loadtest.Config{
 		Scenario:  "connect",
-		URL:       e.nginx.WSURL(""),
+		URL:       e.proxy.WSURL(""),
 		Conns:     conns,
 		Rate:      1000,
 		Duration:  5 * time.Second,
