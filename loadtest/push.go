@@ -27,10 +27,11 @@ import (
 // PushConfig is the push scenario's part of Config; the churn scenario's
 // publisher uses it too.
 type PushConfig struct {
-	// APIURL is http://host:port of the API listener, or a comma-separated
-	// list of them: publications go to them round-robin (with a cluster,
-	// each publication can enter at a different node). Default: every -url
-	// host with its port + 1.
+	// APIURL is http://host:port (or https:// through a TLS proxy) of the
+	// API listener, or a comma-separated list of them: publications go to
+	// them round-robin (with a cluster, each publication can enter at a
+	// different node). Default: every ws:// -url host with its port + 1,
+	// every wss:// -url host as https:// on the same port.
 	APIURL   string
 	APIKey   string  // bearer key for /api/publish
 	Channels int     // K: subscribers are spread over this many channels
