@@ -10,7 +10,7 @@ REPEATS     ?= 3
 BIN         := bin/herald
 PKGS        := ./...
 
-.PHONY: all build run test lint fmt vet staticcheck unit soak allocs node-deps browser-deps promtool-deps test-deps fuzz bench bench-peers clean
+.PHONY: all build run test lint fmt vet staticcheck unit soak allocs node-deps browser-deps promtool-deps test-deps proxy-deps fuzz bench bench-peers clean
 
 all: build
 
@@ -22,7 +22,7 @@ run: build
 	./$(BIN) serve -echo
 
 ## test: formatting, vet, staticcheck, unit/integration tests under -race, then the soak and allocation passes
-test: lint node-deps browser-deps promtool-deps test-deps unit soak allocs
+test: lint node-deps browser-deps promtool-deps test-deps proxy-deps unit soak allocs
 
 lint: fmt vet staticcheck
 
@@ -64,6 +64,11 @@ browser-deps:
 # tests in server/deploy_test.go); the script starts no service.
 promtool-deps:
 	@sh scripts/install-promtool.sh || echo "promtool not installed: the alert-rule tests will skip (CI requires them)"
+
+# Debian's nginx and HAProxy for the wss:// tests through a TLS proxy
+# (tlsproxy/); the script refuses to upgrade anything already installed.
+proxy-deps:
+	@sh scripts/install-nginx.sh haproxy || echo "nginx/haproxy not installed: the TLS proxy tests will skip (CI requires them)"
 
 # Debian packages for the packaging tests (systemd-analyze, podman); like
 # browser-deps, it says so without failing when it cannot install.

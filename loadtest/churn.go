@@ -2,12 +2,12 @@ package loadtest
 
 import (
 	"context"
+	"io"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
-	"github.com/panjf2000/gnet/v2"
 )
 
 // churner replaces the oldest connection of its pool with a new one Rate
@@ -20,7 +20,7 @@ type churner struct {
 	next int     // local index of the next new connection
 
 	mu          sync.Mutex
-	queue       []gnet.Conn // the pool, oldest first
+	queue       []io.Closer // the pool, oldest first: gnet.Conn, or *conn for wss://
 	pool        int         // connections in the pool after set-up
 	connects    int64
 	disconnects int64
@@ -85,7 +85,7 @@ func (ch *churner) closeOldest() {
 	ch.queue = ch.queue[1:]
 	ch.disconnects++
 	ch.mu.Unlock()
-	_ = c.Close() // safe from any goroutine; OnClose runs on c's loop
+	_ = c.Close() // safe from any goroutine; OnClose runs on c's loop, or readStream ends
 }
 
 // replace opens local connection i, subscribes it on /ws, and adds it to
@@ -98,7 +98,8 @@ func (ch *churner) replace(ctx context.Context, i int) {
 		src = cfg.SourceIPs[i%len(cfg.SourceIPs)]
 	}
 	t0 := time.Now()
-	c, err := dial(ctx, pp.urlOf(i), src, cfg.DialTimeout)
+	u := pp.urlOf(i)
+	c, err := dial(ctx, u, src, cfg.DialTimeout, cfg.tlsFor(u))
 	d := max(time.Since(t0).Microseconds(), 1)
 	stage := "churn connect"
 	if err == nil && pp.subscribes(i) {
@@ -107,9 +108,9 @@ func (ch *churner) replace(ctx context.Context, i int) {
 			_ = c.Close()
 		}
 	}
-	var gc gnet.Conn
+	var gc io.Closer
 	if err == nil {
-		if gc, err = pp.cli.EnrollContext(c.Conn, churned{}); err != nil {
+		if gc, err = pp.enroll(c, churned{}); err != nil {
 			stage = "churn enroll"
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -17,18 +18,27 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// conn is one client WebSocket connection. Its methods are not safe for
-// concurrent use except that one goroutine may read while another writes.
+// conn is one client WebSocket connection: a TCP connection, or for
+// wss:// a *tls.Conn over one. Its methods are not safe for concurrent use
+// except that one goroutine may read while another writes.
 type conn struct {
 	net.Conn
 	br *bufio.Reader
 }
 
-// dial opens a TCP connection from src (nil: any) to u and performs the
-// upgrade within timeout; ctx aborts the TCP connect. The handshake is
-// written by hand so that the generator's cost per connection stays small
-// and visible.
-func dial(ctx context.Context, u *url.URL, src net.IP, timeout time.Duration) (*conn, error) {
+// isTLS reports whether c is a wss:// connection, which no gnet loop can
+// take over (see pushPart.enroll).
+func (c *conn) isTLS() bool {
+	_, ok := c.Conn.(*tls.Conn)
+	return ok
+}
+
+// dial opens a TCP connection from src (nil: any) to u, with tc (not nil
+// for wss://) runs the TLS handshake over it, and performs the upgrade,
+// all within timeout; ctx aborts the TCP connect and the TLS handshake.
+// The upgrade is written by hand so that the generator's cost per
+// connection stays small and visible.
+func dial(ctx context.Context, u *url.URL, src net.IP, timeout time.Duration, tc *tls.Config) (*conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	if src != nil {
 		d.LocalAddr = &net.TCPAddr{IP: src}
@@ -37,12 +47,20 @@ func dial(ctx context.Context, u *url.URL, src net.IP, timeout time.Duration) (*
 	if err != nil {
 		return nil, err
 	}
+	_ = nc.SetDeadline(time.Now().Add(timeout))
+	if tc != nil {
+		tlc := tls.Client(nc, tc)
+		if err := tlc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		nc = tlc
+	}
 	var key [16]byte
 	_, _ = rand.Read(key[:])
 	k := base64.StdEncoding.EncodeToString(key[:])
 	path := u.RequestURI()
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + k + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	_ = nc.SetDeadline(time.Now().Add(timeout))
 	if _, err := io.WriteString(nc, req); err != nil {
 		nc.Close()
 		return nil, err
@@ -110,6 +128,12 @@ type frame struct {
 
 var errMaskedServerFrame = errors.New("loadtest: server sent a masked frame")
 
+// maxServerFrame bounds the payload readFrame accepts: a hostile or broken
+// server's 64-bit length must not become a huge (or negative) allocation.
+const maxServerFrame = 64 << 20
+
+var errServerFrameTooLarge = errors.New("loadtest: server frame exceeds 64 MiB")
+
 // readFrame reads one server frame into buf (grown as needed) through the
 // connection's buffered reader.
 func (c *conn) readFrame(buf []byte) (frame, []byte, error) {
@@ -149,7 +173,11 @@ func readFrameFrom(r io.Reader, buf []byte) (frame, []byte, error) {
 		if _, err := io.ReadFull(r, hdr[2:10]); err != nil {
 			return f, buf, err
 		}
-		n = int(binary.BigEndian.Uint64(hdr[2:10]))
+		l := binary.BigEndian.Uint64(hdr[2:10])
+		if l > maxServerFrame {
+			return f, buf, errServerFrameTooLarge
+		}
+		n = int(l)
 	}
 	if cap(buf) < n {
 		buf = make([]byte, n)

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,9 +15,9 @@ import (
 // Config describes one run.
 type Config struct {
 	Scenario string // "connect", "echo", "push" or "churn"
-	// URL is ws://host:port/path, or a comma-separated list of them
-	// (several server processes or cluster nodes): connections are spread
-	// over the list round-robin.
+	// URL is ws://host:port/path or wss://host:port/path (through a TLS
+	// proxy), or a comma-separated list of them (several server processes
+	// or cluster nodes): connections are spread over the list round-robin.
 	URL       string
 	Conns     int           // connections to open (churn: to keep open)
 	Rate      int           // connections opened per second; 0: as fast as possible
@@ -42,12 +43,16 @@ type Config struct {
 	// means this executable with `loadtest -worker`. The command must call
 	// ReadAssignment and Assignment.Serve on its stdin and stdout.
 	WorkerArgs []string `json:"-"`
+	// TLS configures wss:// connections and https:// API calls.
+	TLS TLSConfig
 	// Progress, when not nil, receives a one-line summary once per second:
 	// connections open, messages per second, p99 of the last interval.
 	Progress io.Writer `json:"-"`
 
-	urls          []*url.URL    // URL parsed
-	progressEvery time.Duration // tests shorten it; 0: one second
+	urls          []*url.URL             // URL parsed
+	tlsByHost     map[string]*tls.Config // per wss:// host (ServerName set); built by defaults
+	tlsBase       *tls.Config            // for the publisher's https:// calls; nil: Go's defaults
+	progressEvery time.Duration          // tests shorten it; 0: one second
 }
 
 // Params are a run's parameters as the -out JSON records them: Config
@@ -152,6 +157,9 @@ func (c *Config) defaults() error {
 		return err
 	}
 	c.urls = urls
+	if err := c.tlsDefaults(); err != nil {
+		return err
+	}
 	if c.Scenario == "push" || c.Scenario == "churn" {
 		if c.Push.APIURL == "" {
 			c.Push.APIURL = apiURLsFrom(urls)
@@ -167,7 +175,7 @@ func (c *Config) urlOf(sh share, i int) *url.URL {
 	return c.urls[sh.global(i)%len(c.urls)]
 }
 
-// parseURLs splits a comma-separated list of ws:// URLs.
+// parseURLs splits a comma-separated list of ws:// and wss:// URLs.
 func parseURLs(s string) ([]*url.URL, error) {
 	var out []*url.URL
 	for _, part := range strings.Split(s, ",") {
@@ -176,8 +184,8 @@ func parseURLs(s string) ([]*url.URL, error) {
 			continue
 		}
 		u, err := url.Parse(part)
-		if err != nil || u.Scheme != "ws" || u.Host == "" {
-			return nil, fmt.Errorf("loadtest: url %q is not ws://host:port/path", part)
+		if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+			return nil, fmt.Errorf("loadtest: url %q is not ws://host:port/path or wss://host:port/path", part)
 		}
 		out = append(out, u)
 	}
@@ -308,17 +316,24 @@ func shareOf(total, i, n int) int {
 	return s
 }
 
-// apiURLsFrom derives the API URLs (same host, port + 1) of a list of
-// WebSocket URLs, once per distinct host.
+// apiURLsFrom derives the API URLs of a list of WebSocket URLs, once per
+// distinct host: for ws:// Herald's own layout (same host, port + 1), for
+// wss:// the same https:// host and port, since a TLS proxy serves /ws and
+// /api/ side by side (see docs/deployment.md).
 func apiURLsFrom(urls []*url.URL) string {
 	var out []string
 	seen := map[string]bool{}
 	for _, u := range urls {
-		port, err := strconv.Atoi(u.Port())
-		if err != nil {
-			continue
+		var a string
+		if u.Scheme == "wss" {
+			a = "https://" + u.Host
+		} else {
+			port, err := strconv.Atoi(u.Port())
+			if err != nil {
+				continue
+			}
+			a = "http://" + net.JoinHostPort(u.Hostname(), strconv.Itoa(port+1))
 		}
-		a := "http://" + net.JoinHostPort(u.Hostname(), strconv.Itoa(port+1))
 		if !seen[a] {
 			seen[a] = true
 			out = append(out, a)

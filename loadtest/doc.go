@@ -40,4 +40,17 @@
 // (Config.HardDeadline), and stops by itself. The client is deliberately
 // small: an idle held connection costs the generator one socket and no
 // goroutine.
+//
+// wss:// (Herald behind a TLS proxy, see docs/deployment.md) dials with
+// crypto/tls over the same hand-written upgrade, trusting Config.TLS
+// (-ca-file, -insecure); https:// API calls use the same trust. The
+// trade-off: gnet reads raw bytes from a socket and has no TLS, so a
+// wss:// subscriber of push and churn cannot live on the client's event
+// loops. Each gets a reader goroutine on its blocking *tls.Conn instead:
+// one goroutine (a few KiB of stack) and crypto/tls's buffers per
+// connection, where ws:// costs none. That is acceptable for the load
+// tool only (the server's no-goroutine-per-connection rule stands) and
+// means the generator needs more memory per wss:// connection; connect
+// holds wss:// connections idle without a goroutine, and echo uses its
+// usual reader and writer goroutines either way.
 package loadtest

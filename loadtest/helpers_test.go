@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -93,6 +94,7 @@ func apiURL(n *server.Node) string { return "http://" + n.APIAddr().String() }
 type fakePush struct {
 	dropSeq, dropSub int
 	dupSeq, dupSub   int
+	tls              bool // serve wss:// and https:// (httptest's certificate)
 
 	mu      sync.Mutex
 	subs    map[string][]*fakeSub
@@ -119,12 +121,24 @@ func startFakePush(t *testing.T, f *fakePush) *fakePush {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", f.serveWS)
 	mux.HandleFunc("POST /api/publish", f.publish)
-	f.srv = httptest.NewServer(mux)
+	if f.tls {
+		f.srv = httptest.NewUnstartedServer(mux)
+		// Refused handshakes are what some tests are about.
+		f.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		f.srv.StartTLS()
+	} else {
+		f.srv = httptest.NewServer(mux)
+	}
 	t.Cleanup(f.srv.Close)
 	return f
 }
 
-func (f *fakePush) wsURL() string  { return "ws://" + f.srv.Listener.Addr().String() + "/ws" }
+func (f *fakePush) wsURL() string {
+	if f.tls {
+		return "wss://" + f.srv.Listener.Addr().String() + "/ws"
+	}
+	return "ws://" + f.srv.Listener.Addr().String() + "/ws"
+}
 func (f *fakePush) apiURL() string { return f.srv.URL }
 
 func (f *fakePush) serveWS(w http.ResponseWriter, r *http.Request) {

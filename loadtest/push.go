@@ -3,8 +3,10 @@ package loadtest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,10 +27,11 @@ import (
 // PushConfig is the push scenario's part of Config; the churn scenario's
 // publisher uses it too.
 type PushConfig struct {
-	// APIURL is http://host:port of the API listener, or a comma-separated
-	// list of them: publications go to them round-robin (with a cluster,
-	// each publication can enter at a different node). Default: every -url
-	// host with its port + 1.
+	// APIURL is http://host:port (or https:// through a TLS proxy) of the
+	// API listener, or a comma-separated list of them: publications go to
+	// them round-robin (with a cluster, each publication can enter at a
+	// different node). Default: every ws:// -url host with its port + 1,
+	// every wss:// -url host as https:// on the same port.
 	APIURL   string
 	APIKey   string  // bearer key for /api/publish
 	Channels int     // K: subscribers are spread over this many channels
@@ -106,6 +109,7 @@ type publication struct {
 // that drives the run; with worker processes, only the parent publishes.
 type publisher struct {
 	pc    PushConfig
+	tls   *tls.Config // https:// API calls
 	urls  []string
 	max   int
 	bcast bool
@@ -115,7 +119,7 @@ type publisher struct {
 }
 
 func newPublisher(cfg Config) *publisher {
-	p := &publisher{pc: cfg.Push, max: maxPubs(cfg), bcast: cfg.Push.BroadcastURL != ""}
+	p := &publisher{pc: cfg.Push, tls: cfg.tlsBase, max: maxPubs(cfg), bcast: cfg.Push.BroadcastURL != ""}
 	if p.bcast {
 		p.urls = splitList(cfg.Push.BroadcastURL)
 	} else {
@@ -131,7 +135,7 @@ func newPublisher(cfg Config) *publisher {
 // calls failed. Publication seq goes to endpoint seq round-robin.
 func (p *publisher) run(ctx context.Context, start time.Time, d time.Duration) int {
 	pc := p.pc
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, TLSClientConfig: p.tls}}
 	defer client.CloseIdleConnections()
 	interval := time.Duration(float64(time.Second) / pc.Rate)
 	deadline := start.Add(d)
@@ -270,6 +274,14 @@ type pushPart struct {
 	closes int
 
 	churn *churner // nil unless the scenario is churn
+
+	// The wss:// connections, each read by a goroutine of its own (see
+	// enroll). wssStopping and live are guarded by smu; readers counts
+	// the goroutines.
+	smu         sync.Mutex
+	wssStopping bool
+	live        map[*conn]struct{}
+	readers     sync.WaitGroup
 }
 
 func newPushPart(cfg Config, sh share, m *meter) *pushPart {
@@ -283,6 +295,7 @@ func newPushPart(cfg Config, sh share, m *meter) *pushPart {
 		recv:       make([]atomic.Int32, n),
 		lastNs:     make([]atomic.Int64, n),
 		lat:        newHistogram(),
+		live:       map[*conn]struct{}{},
 	}
 	if cfg.Scenario == "churn" {
 		pp.churn = &churner{pp: pp, connect: newHistogram()}
@@ -341,7 +354,7 @@ func (pp *pushPart) setup(ctx context.Context) (int, error) {
 			s = &subscriber{channel: pp.channelOf(i), seen: make([]uint64, (pp.maxPubs+63)/64)}
 			ctx = s
 		}
-		gc, err := cli.EnrollContext(c.Conn, ctx) // closes c.Conn: gnet owns a dup
+		gc, err := pp.enroll(c, ctx)
 		if err != nil {
 			pp.opened--
 			p.failures++
@@ -380,7 +393,79 @@ func (pp *pushPart) stop() {
 		if pp.cli != nil {
 			_ = pp.cli.Stop()
 		}
+		pp.smu.Lock()
+		pp.wssStopping = true
+		for c := range pp.live {
+			_ = c.SetReadDeadline(time.Now()) // wakes its reader
+		}
+		pp.smu.Unlock()
+		pp.readers.Wait()
 	})
+}
+
+// enroll hands a subscribed connection to whoever reads it from now on,
+// with its state ctx (a *subscriber or churned). A ws:// connection goes
+// to the gnet client's loops, which close c.Conn and keep a dup: no
+// goroutine. A wss:// connection cannot: gnet reads raw bytes from the
+// socket, and TLS records need crypto/tls on a blocking net.Conn. It gets
+// a reader goroutine of its own instead (see loadtest/doc.go). The result
+// closes the connection from any goroutine.
+func (pp *pushPart) enroll(c *conn, ctx any) (io.Closer, error) {
+	if !c.isTLS() {
+		return pp.cli.EnrollContext(c.Conn, ctx)
+	}
+	pp.smu.Lock()
+	defer pp.smu.Unlock()
+	if pp.wssStopping {
+		_ = c.Close()
+		return nil, errStopping
+	}
+	pp.live[c] = struct{}{}
+	s, _ := ctx.(*subscriber)
+	pp.readers.Add(1)
+	go pp.readStream(c, s)
+	return c, nil
+}
+
+var errStopping = errors.New("loadtest: the run is stopping")
+
+// readStream is a wss:// connection's reader: what OnTraffic and OnClose
+// do for a gnet connection, on a blocking *tls.Conn. s is nil for a
+// churned connection. It returns when the server closes, the connection
+// fails or is closed, or stop expires its read deadline.
+func (pp *pushPart) readStream(c *conn, s *subscriber) {
+	defer pp.readers.Done()
+	defer func() {
+		pp.smu.Lock()
+		delete(pp.live, c)
+		pp.smu.Unlock()
+		_ = c.Close()
+		pp.m.open.Add(-1)
+	}()
+	var buf []byte
+	for {
+		f, b, err := c.readFrame(buf)
+		buf = b
+		if err != nil {
+			return
+		}
+		switch f.OpCode {
+		case ws.OpText:
+			if s != nil {
+				pp.onMessage(s, f.Payload, time.Now().UnixNano())
+			}
+		case ws.OpPing:
+			_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Write(appendClientFrame(nil, ws.OpPong, f.Payload)); err != nil {
+				return
+			}
+		case ws.OpClose:
+			pp.mu.Lock()
+			pp.closes++
+			pp.mu.Unlock()
+			return
+		}
+	}
 }
 
 func (pp *pushPart) close() { pp.stop() }

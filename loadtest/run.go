@@ -305,7 +305,7 @@ func open(ctx context.Context, cfg Config, sh share, n, rate int, m *meter, reco
 				}
 				u := cfg.urlOf(sh, i)
 				t0 := time.Now()
-				c, err := dial(ctx, u, src, cfg.DialTimeout)
+				c, err := dial(ctx, u, src, cfg.DialTimeout, cfg.tlsFor(u))
 				d := max(time.Since(t0).Microseconds(), 1)
 				stage := "connect"
 				if err == nil && ready != nil {
