@@ -49,8 +49,11 @@ type Server struct {
 	stop   sync.Once // Shutdown and Stop stop the engine once
 	runErr error     // what gnet.Run returned
 
-	mu    sync.RWMutex // guards loops; taken for writing once per loop
-	loops map[gnet.EventLoop]*loop
+	waker *writeWaker
+
+	mu      sync.RWMutex // guards loops and byIndex; taken for writing once per loop
+	loops   map[gnet.EventLoop]*loop
+	byIndex []*loop
 }
 
 // loop is one event loop's connection list and task inbox. Only that
@@ -58,8 +61,13 @@ type Server struct {
 // goroutine may add to the inbox.
 type loop struct {
 	el    gnet.EventLoop
+	idx   int
 	state *session.Loop
 	conns []*conn
+	// backlogged are the connections waiting for their socket to drain,
+	// by fd; the write waker's wake-ups are looked up here.
+	backlogged map[int32]*conn
+	waker      *writeWaker
 
 	// The inbox keeps tasks in the order they were given. gnet's Execute
 	// does not: past 1,024 queued tasks it spills into a second queue and
@@ -67,8 +75,10 @@ type loop struct {
 	// channel's publications. One Execute drains the whole inbox.
 	inboxMu   sync.Mutex
 	inbox     []func()
+	ready     []int32  // fds the write waker found writable
 	scheduled bool     // a drain is queued with gnet
 	spare     []func() // the previous batch's backing array; loop goroutine only
+	spareFds  []int32  // likewise for ready
 }
 
 // exec runs f on the loop after every function given before it.
@@ -84,11 +94,25 @@ func (l *loop) exec(f func()) error {
 	return l.el.Execute(context.Background(), gnet.RunnableFunc(l.drain))
 }
 
-// drain runs on the loop: every queued function, in order.
+// wakeWritable queues fd for OnWritable on the loop; the write waker calls it.
+func (l *loop) wakeWritable(fd int) {
+	l.inboxMu.Lock()
+	l.ready = append(l.ready, int32(fd))
+	if l.scheduled {
+		l.inboxMu.Unlock()
+		return
+	}
+	l.scheduled = true
+	l.inboxMu.Unlock()
+	_ = l.el.Execute(context.Background(), gnet.RunnableFunc(l.drain))
+}
+
+// drain runs on the loop: every queued function, in order, then the
+// sockets found writable.
 func (l *loop) drain(context.Context) error {
 	l.inboxMu.Lock()
-	batch := l.inbox
-	l.inbox = l.spare[:0]
+	batch, fds := l.inbox, l.ready
+	l.inbox, l.ready = l.spare[:0], l.spareFds[:0]
 	l.scheduled = false
 	l.inboxMu.Unlock()
 	for i, f := range batch {
@@ -96,7 +120,35 @@ func (l *loop) drain(context.Context) error {
 		batch[i] = nil
 	}
 	l.spare = batch[:0]
+	for _, fd := range fds {
+		e := l.backlogged[fd]
+		if e == nil {
+			continue // closed meanwhile, or a stale wake-up
+		}
+		if e.OnWritable() {
+			_ = l.el.Close(e.gc)
+			continue
+		}
+		if e.Backlog() == 0 {
+			delete(l.backlogged, fd)
+		}
+	}
+	l.spareFds = fds[:0]
 	return nil
+}
+
+// waitWritable is the sessions' session.Loop.WaitWritable.
+func (l *loop) waitWritable(s *session.Session) error {
+	e, ok := s.Conn().(gnet.Conn).Context().(*conn)
+	if !ok {
+		return ErrNotStarted
+	}
+	fd := e.gc.Fd()
+	if l.backlogged == nil {
+		l.backlogged = make(map[int32]*conn)
+	}
+	l.backlogged[int32(fd)] = e
+	return l.waker.arm(fd, l.idx)
 }
 
 // conn is a session plus the engine's bookkeeping for it.
@@ -151,12 +203,19 @@ func tickInterval(ds ...time.Duration) time.Duration {
 func (s *Server) Start() error {
 	err := ErrAlreadyStarted
 	s.start.Do(func() {
+		s.waker, err = newWriteWaker()
+		if err != nil {
+			return
+		}
+		// The second goroutine the engine starts: it waits for sockets with a backlog to
+		// drain (see writeWaker).
+		go s.waker.run(s.wakeWritable)
 		nodelay := gnet.TCPDelay
 		if s.cfg.TCPNoDelay {
 			nodelay = gnet.TCPNoDelay
 		}
-		// The one goroutine the engine starts: it runs gnet (which starts
-		// the event loops) until the server stops. Connections get none.
+		// The first goroutine: it runs gnet (which starts the event
+		// loops) until the server stops. Connections get none.
 		go func() {
 			s.ran <- gnet.Run(s, "tcp://"+s.cfg.Addr,
 				gnet.WithMulticore(true),
@@ -177,9 +236,23 @@ func (s *Server) Start() error {
 			if err == nil {
 				err = fmt.Errorf("engine: gnet stopped before boot")
 			}
+			s.waker.close()
 		}
 	})
 	return err
+}
+
+// wakeWritable runs on the write waker's goroutine.
+func (s *Server) wakeWritable(idx, fd int) {
+	s.mu.RLock()
+	var l *loop
+	if idx < len(s.byIndex) {
+		l = s.byIndex[idx]
+	}
+	s.mu.RUnlock()
+	if l != nil {
+		l.wakeWritable(fd)
+	}
 }
 
 // Addr is the bound address (useful with port 0). Valid after Start.
@@ -225,9 +298,11 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l = s.loops[el]; l == nil {
-		l = &loop{el: el}
+		l = &loop{el: el, idx: len(s.byIndex), waker: s.waker}
 		l.state = session.NewLoop(&s.cfg.Session, &s.stats, l.exec)
+		l.state.WaitWritable = l.waitWritable
 		s.loops[el] = l
+		s.byIndex = append(s.byIndex, l)
 	}
 	return l
 }
@@ -273,14 +348,21 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 }
 
 // OnClose releases the session and removes it from its loop's list.
-func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
+func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	e, ok := c.Context().(*conn)
 	if !ok {
 		return gnet.None
 	}
 	c.SetContext(nil)
-	e.Closed()
 	l := e.loop
+	if fd := int32(c.Fd()); l.backlogged[fd] == e {
+		delete(l.backlogged, fd)
+		s.waker.forget(int(fd))
+	}
+	e.OnConnClosed()
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("connection closed", "reason", e.CloseReason().String(), "code", int(e.CloseCode()), "err", err)
+	}
 	last := len(l.conns) - 1
 	moved := l.conns[last]
 	l.conns[e.slot] = moved
@@ -370,6 +452,7 @@ func (s *Server) stopEngine() error {
 		defer cancel()
 		s.runErr = s.eng.Stop(stopCtx)
 		<-s.ran
+		s.waker.close()
 	})
 	return s.runErr
 }

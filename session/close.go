@@ -16,6 +16,7 @@ const (
 	CloseGoingAway                                // server shutdown; 1001
 	ClosePolicy                                   // the application closed it for policy; 1008
 	CloseTimeout                                  // the peer never answered our close frame
+	CloseInboundBudget                            // its read would pass the server-wide inbound budget; 1008
 )
 
 var closeReasonNames = [...]string{
@@ -28,6 +29,7 @@ var closeReasonNames = [...]string{
 	CloseGoingAway:         "going_away",
 	ClosePolicy:            "policy",
 	CloseTimeout:           "close_timeout",
+	CloseInboundBudget:     "inbound_budget",
 }
 
 func (r CloseReason) String() string {
@@ -40,7 +42,7 @@ func (r CloseReason) String() string {
 // code is the close code the server sends for a reason it initiates.
 func (r CloseReason) code() ws.StatusCode {
 	switch r {
-	case CloseSlowConsumer, ClosePolicy:
+	case CloseSlowConsumer, ClosePolicy, CloseInboundBudget:
 		return ws.StatusPolicyViolation
 	case CloseGoingAway, CloseIdleTimeout:
 		return ws.StatusGoingAway

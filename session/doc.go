@@ -19,7 +19,7 @@
 // close frame of a protocol violation, so the peer reads the close code and
 // an EOF while the session drains what the peer still sends.
 //
-// The handler hears OnClose exactly once, from Closed, after the engine has
+// The handler hears OnClose exactly once, from OnConnClosed, after the engine has
 // dropped the connection. That can happen inside Flush: when the kernel
 // reports the peer gone, gnet closes the connection inside Write, so a
 // handler iterating its own sessions (a fan-out) must tolerate entries
