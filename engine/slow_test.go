@@ -31,7 +31,7 @@ func (flood) OnMessage(s *session.Session, _ ws.OpCode, p []byte) {
 		return
 	}
 	msg := []byte(strings.Repeat("m", 8<<10))
-	for i := 0; i < 4000 && s.State() == session.StateOpen; i++ {
+	for i := 0; i < 8000 && s.State() == session.StateOpen; i++ {
 		s.Send(ws.OpText, msg)
 		if !s.Flush() {
 			return
@@ -41,7 +41,7 @@ func (flood) OnMessage(s *session.Session, _ ws.OpCode, p []byte) {
 
 func slowServer(t *testing.T) string {
 	srv := testutil.Start(t, testutil.Options{
-		WriteBufferLimit: 256 << 10,
+		WriteBufferLimit: 8 << 20, // more than the kernel holds for a connection (tcp_wmem max is 4 MiB)
 		CloseTimeout:     5 * time.Second,
 		Routes:           map[string]session.Handler{"/flood": flood{}},
 	})
@@ -88,7 +88,7 @@ func TestSlowConsumerCloseReachesGorilla(t *testing.T) {
 			time.Sleep(20 * time.Millisecond) // slow at first: the backlog piles up
 		}
 	}
-	if read == 0 || read >= 4000 {
+	if read == 0 || read >= 8000 {
 		t.Fatalf("read %d messages before the close", read)
 	}
 	t.Logf("gorilla read %d messages, then 1008", read)
@@ -124,7 +124,7 @@ func TestSlowConsumerCloseReachesCoder(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	if read == 0 || read >= 4000 {
+	if read == 0 || read >= 8000 {
 		t.Fatalf("read %d messages before the close", read)
 	}
 	t.Logf("coder read %d messages, then 1008", read)
