@@ -126,7 +126,7 @@ func (l *loop) drain(context.Context) error {
 			continue // closed meanwhile, or a stale wake-up
 		}
 		if e.OnWritable() {
-			_ = l.el.Close(e.gc)
+			_ = l.el.Close(e.gc.Conn)
 			continue
 		}
 		if e.Backlog() == 0 {
@@ -139,8 +139,12 @@ func (l *loop) drain(context.Context) error {
 
 // waitWritable is the sessions' session.Loop.WaitWritable.
 func (l *loop) waitWritable(s *session.Session) error {
-	e, ok := s.Conn().(gnet.Conn).Context().(*conn)
-	if !ok {
+	sc, _ := s.Conn().(*sock)
+	if sc == nil {
+		return ErrNotStarted
+	}
+	e, _ := sc.Context().(*conn)
+	if e == nil {
 		return ErrNotStarted
 	}
 	fd := e.gc.Fd()
@@ -154,9 +158,34 @@ func (l *loop) waitWritable(s *session.Session) error {
 // conn is a session plus the engine's bookkeeping for it.
 type conn struct {
 	session.Session
-	gc   gnet.Conn
+	gc   sock
 	loop *loop
 	slot int32 // index in loop.conns
+}
+
+// sock is the session.Conn the engine hands its sessions: gnet's
+// connection for reading and closing, with writes going straight to the
+// socket (a session keeps its own backlog; see session.Session.Flush).
+type sock struct{ gnet.Conn }
+
+// Write writes p without blocking and returns how much the kernel took; a
+// full socket buffer is not an error.
+func (c *sock) Write(p []byte) (int, error) {
+	fd := c.Fd()
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(fd, p[n:])
+		switch err {
+		case nil:
+			n += m
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return n, nil
+		default:
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // New validates cfg and returns a Server that is not yet listening.
@@ -328,8 +357,8 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return s.reject, gnet.Close
 	}
 	l := s.loopOf(c.EventLoop())
-	e := &conn{gc: c, loop: l, slot: int32(len(l.conns))}
-	e.Init(c, l.state, time.Now())
+	e := &conn{gc: sock{c}, loop: l, slot: int32(len(l.conns))}
+	e.Init(&e.gc, l.state, time.Now())
 	l.conns = append(l.conns, e)
 	c.SetContext(e)
 	return nil, gnet.None
@@ -395,7 +424,7 @@ func (l *loop) sweep(context.Context) error {
 			continue
 		}
 		if e := l.conns[i]; e.Tick(now) {
-			_ = l.el.Close(e.gc)
+			_ = l.el.Close(e.gc.Conn)
 		}
 	}
 	return nil
@@ -478,10 +507,10 @@ func goingAway(l *loop, left int) gnet.Runnable {
 				quota--
 				e.Close(session.CloseGoingAway, "server shutdown")
 				if !e.Flush() {
-					_ = l.el.Close(e.gc)
+					_ = l.el.Close(e.gc.Conn)
 				}
 			case session.StateHandshake:
-				_ = l.el.Close(e.gc)
+				_ = l.el.Close(e.gc.Conn)
 			}
 		}
 		return nil

@@ -3,8 +3,6 @@ package session
 import (
 	"encoding/binary"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // backlog holds the outbound bytes the kernel has not taken yet. A session
@@ -81,23 +79,4 @@ func frameLen(b []byte) int {
 	default:
 		return 2 + l
 	}
-}
-
-// writeFd writes p to the non-blocking socket fd and returns how much the
-// kernel took; a full socket buffer is not an error.
-func writeFd(fd int, p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		m, err := unix.Write(fd, p[n:])
-		switch err {
-		case nil:
-			n += m
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return n, nil
-		default:
-			return n, err
-		}
-	}
-	return n, nil
 }

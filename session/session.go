@@ -18,10 +18,15 @@ type Conn interface {
 	// Discard drops the first n buffered bytes; like gnet's, it may treat
 	// n <= 0 as all of them, so callers pass only n > 0.
 	Discard(n int) (int, error)
+	// Write writes p to the socket without blocking and returns how many
+	// bytes the kernel took; taking fewer than len(p) is not an error, and
+	// the Conn keeps none of p (unlike gnet.Conn's Write, which buffers the
+	// rest where nobody can drop it). See Flush.
+	Write(p []byte) (int, error)
 	// Close closes the connection asynchronously; safe from any goroutine.
 	Close() error
-	// Fd is the socket. The session writes to it itself (see Flush) and
-	// shuts its write side down after a lingering close frame.
+	// Fd is the socket, for shutdown(2) of the write side after a
+	// lingering close frame.
 	Fd() int
 }
 
@@ -507,7 +512,7 @@ func (s *Session) Close(r CloseReason, reason string) {
 	s.lastSeen = time.Now().UnixNano()
 }
 
-// Flush hands what the session queued to the kernel with one write(2).
+// Flush hands what the session queued to the kernel with one Write.
 // What the kernel does not take becomes the session's backlog (a pooled
 // buffer, only while it exists), written by OnWritable as the socket
 // drains; later flushes append to it. Herald writes to the socket itself
@@ -549,7 +554,7 @@ func (s *Session) write() (ok bool) {
 		bl.push(l.out)
 		return true
 	}
-	n, err := writeFd(s.conn.Fd(), l.out)
+	n, err := s.conn.Write(l.out)
 	l.Stats.BytesOut.Add(int64(n))
 	if err != nil {
 		s.finish(ClosePeer)
@@ -584,7 +589,7 @@ func (s *Session) OnWritable() (drop bool) {
 	if bl == nil {
 		return s.state == StateClosed
 	}
-	n, err := writeFd(s.conn.Fd(), bl.b[bl.off:])
+	n, err := s.conn.Write(bl.b[bl.off:])
 	s.loop.Stats.BytesOut.Add(int64(n))
 	if err != nil {
 		s.finish(ClosePeer)
@@ -663,7 +668,7 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 func (s *Session) OnConnClosed() {
 	s.finish(ClosePeer)
 	if bl := s.backlog; bl != nil {
-		n, _ := writeFd(s.conn.Fd(), bl.b[bl.off:])
+		n, _ := s.conn.Write(bl.b[bl.off:])
 		s.loop.Stats.BytesOut.Add(int64(n))
 		s.releaseBacklog()
 	}

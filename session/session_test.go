@@ -40,7 +40,21 @@ func (c *fakeConn) Discard(n int) (int, error) {
 	return n, nil
 }
 func (c *fakeConn) Close() error { c.closed = true; return nil }
-func (c *fakeConn) Fd() int      { return c.fd }
+func (c *fakeConn) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(c.fd, p[n:])
+		if err == unix.EAGAIN {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
+}
+func (c *fakeConn) Fd() int { return c.fd }
 
 // out reads everything the session's writes put in the socket so far and
 // returns all bytes read since the last reset.
