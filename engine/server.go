@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"runtime"
 	"sync"
@@ -432,7 +433,10 @@ func (l *loop) sweep(context.Context) error {
 
 // Shutdown stops admitting connections, sends close 1001 to every client,
 // spread evenly over grace so that clients do not reconnect elsewhere all at
-// once, waits for them to close (bounded by ctx) and stops the engine.
+// once (of the n clients open when it starts, client i gets its close at
+// about i*grace/n, whatever n is), waits for them to close (bounded by ctx)
+// and stops the engine. When ctx ends first, every client still open gets
+// its 1001 at once.
 func (s *Server) Shutdown(ctx context.Context, grace time.Duration) error {
 	select {
 	case <-s.booted:
@@ -440,28 +444,52 @@ func (s *Server) Shutdown(ctx context.Context, grace time.Duration) error {
 		return ErrNotStarted
 	}
 	s.draining.Store(true)
+	loops := s.loopList()
+	open := make([]int, len(loops))
+	n := 0
+	for k, l := range loops {
+		open[k] = l.openCount(ctx)
+		n += open[k]
+	}
 	const step = 20 * time.Millisecond
-	steps := max(int(grace/step), 1)
 	ticker := time.NewTicker(step)
 	defer ticker.Stop()
-	for left := steps; left > 0 && s.conns.Load() > 0; left-- {
-		for _, l := range s.loopList() {
-			_ = l.el.Execute(ctx, goingAway(l, left))
+	start := time.Now()
+	issued := make([]int, len(loops))
+	quota := make([]int, len(loops))
+	for done := 0; done < n; {
+		target := n
+		if elapsed := time.Since(start); grace > 0 && ctx.Err() == nil && elapsed < grace {
+			target = min(n, int(int64(elapsed)*int64(n)/int64(grace))+1)
 		}
-		if left > 1 {
+		clear(quota)
+		for ; done < target; done++ {
+			// The next close goes to the loop furthest behind its share.
+			best := -1
+			for k := range loops {
+				if issued[k] < open[k] && (best < 0 || (issued[k]+1)*open[best] < (issued[best]+1)*open[k]) {
+					best = k
+				}
+			}
+			issued[best]++
+			quota[best]++
+		}
+		for k, l := range loops {
+			if quota[k] > 0 {
+				_ = l.el.Execute(context.Background(), goingAway(l, quota[k]))
+			}
+		}
+		if done < n {
 			select {
 			case <-ticker.C:
 			case <-ctx.Done():
-				left = 1
 			}
 		}
 	}
-	// A deadline can cut the spreading short: whoever is still open gets
-	// its 1001 now.
-	if s.conns.Load() > 0 {
-		for _, l := range s.loopList() {
-			_ = l.el.Execute(context.Background(), goingAway(l, 1))
-		}
+	// Whoever is left (still upgrading, or missed by a loop that was busy
+	// when it was counted) gets its 1001 now.
+	for _, l := range s.loopList() {
+		_ = l.el.Execute(context.Background(), goingAway(l, math.MaxInt))
 	}
 	// Wait for the close handshakes (bounded by the close timeout, which
 	// the sweep enforces) or the caller's deadline.
@@ -472,6 +500,30 @@ func (s *Server) Shutdown(ctx context.Context, grace time.Duration) error {
 		}
 	}
 	return s.stopEngine()
+}
+
+// openCount asks l how many of its sessions are open; 0 if it cannot.
+func (l *loop) openCount(ctx context.Context) int {
+	got := make(chan int, 1)
+	err := l.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
+		open := 0
+		for _, e := range l.conns {
+			if e.State() == session.StateOpen {
+				open++
+			}
+		}
+		got <- open
+		return nil
+	}))
+	if err != nil {
+		return 0
+	}
+	select {
+	case n := <-got:
+		return n
+	case <-ctx.Done():
+		return 0
+	}
 }
 
 // stopEngine stops gnet once; later calls return the first call's error.
@@ -486,24 +538,20 @@ func (s *Server) stopEngine() error {
 	return s.runErr
 }
 
-// goingAway returns a loop task that sends 1001 to 1/left of the loop's open
-// sessions.
-func goingAway(l *loop, left int) gnet.Runnable {
+// goingAway returns a loop task that sends 1001 to quota of the loop's
+// open sessions and closes those still upgrading.
+func goingAway(l *loop, quota int) gnet.Runnable {
 	return gnet.RunnableFunc(func(context.Context) error {
-		open := 0
-		for _, e := range l.conns {
-			if e.State() == session.StateOpen {
-				open++
-			}
-		}
-		quota := (open + left - 1) / left
-		for i := len(l.conns) - 1; i >= 0 && quota > 0; i-- {
+		for i := len(l.conns) - 1; i >= 0; i-- {
 			if i >= len(l.conns) {
 				continue
 			}
 			e := l.conns[i]
 			switch e.State() {
 			case session.StateOpen:
+				if quota == 0 {
+					continue
+				}
 				quota--
 				e.Close(session.CloseGoingAway, "server shutdown")
 				if !e.Flush() {
