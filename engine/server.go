@@ -127,7 +127,7 @@ func (l *loop) drain(context.Context) error {
 			continue // closed meanwhile, or a stale wake-up
 		}
 		if e.OnWritable() {
-			_ = l.el.Close(e.gc.Conn)
+			_ = l.el.Close(e.gc())
 			continue
 		}
 		if e.Backlog() == 0 {
@@ -140,15 +140,15 @@ func (l *loop) drain(context.Context) error {
 
 // waitWritable is the sessions' session.Loop.WaitWritable.
 func (l *loop) waitWritable(s *session.Session) error {
-	sc, _ := s.Conn().(*sock)
-	if sc == nil {
+	gc, _ := s.Conn().(gnet.Conn)
+	if gc == nil {
 		return ErrNotStarted
 	}
-	e, _ := sc.Context().(*conn)
+	e, _ := gc.Context().(*conn)
 	if e == nil {
 		return ErrNotStarted
 	}
-	fd := e.gc.Fd()
+	fd := gc.Fd()
 	if l.backlogged == nil {
 		l.backlogged = make(map[int32]*conn)
 	}
@@ -156,22 +156,22 @@ func (l *loop) waitWritable(s *session.Session) error {
 	return l.waker.arm(fd, l.idx)
 }
 
-// conn is a session plus the engine's bookkeeping for it.
+// conn is a session, whose Conn is gnet's connection. Its index in the
+// loop's list is the session's Slot. An idle server holds one per connection, so it is
+// kept to 128 bytes (a malloc size class): the loop is found from gnet's
+// connection when needed, not stored.
 type conn struct {
 	session.Session
-	gc   sock
-	loop *loop
-	slot int32 // index in loop.conns
 }
 
-// sock is the session.Conn the engine hands its sessions: gnet's
-// connection for reading and closing, with writes going straight to the
-// socket (a session keeps its own backlog; see session.Session.Flush).
-type sock struct{ gnet.Conn }
+// gc is gnet's connection, which the session holds as its Conn.
+func (e *conn) gc() gnet.Conn { return e.Conn().(gnet.Conn) }
 
-// Write writes p without blocking and returns how much the kernel took; a
-// full socket buffer is not an error.
-func (c *sock) Write(p []byte) (int, error) {
+// writeSocket is the sessions' session.Loop.WriteConn: writes go straight
+// to the socket, never into gnet's outbound buffer (a session keeps its own
+// backlog; see session.Session.Flush). It returns how much the kernel took;
+// a full socket buffer is not an error.
+func writeSocket(c session.Conn, p []byte) (int, error) {
 	fd := c.Fd()
 	n := 0
 	for n < len(p) {
@@ -331,6 +331,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 		l = &loop{el: el, idx: len(s.byIndex), waker: s.waker}
 		l.state = session.NewLoop(&s.cfg.Session, &s.stats, l.exec)
 		l.state.WaitWritable = l.waitWritable
+		l.state.WriteConn = writeSocket
 		s.loops[el] = l
 		s.byIndex = append(s.byIndex, l)
 	}
@@ -358,8 +359,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return s.reject, gnet.Close
 	}
 	l := s.loopOf(c.EventLoop())
-	e := &conn{gc: sock{c}, loop: l, slot: int32(len(l.conns))}
-	e.Init(&e.gc, l.state, time.Now())
+	e := &conn{}
+	e.Init(c, l.state, time.Now())
+	e.Slot = int32(len(l.conns))
 	l.conns = append(l.conns, e)
 	c.SetContext(e)
 	return nil, gnet.None
@@ -384,7 +386,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 		return gnet.None
 	}
 	c.SetContext(nil)
-	l := e.loop
+	l := s.loopOf(c.EventLoop())
 	if fd := int32(c.Fd()); l.backlogged[fd] == e {
 		delete(l.backlogged, fd)
 		s.waker.forget(int(fd))
@@ -395,8 +397,8 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	last := len(l.conns) - 1
 	moved := l.conns[last]
-	l.conns[e.slot] = moved
-	moved.slot = e.slot
+	l.conns[e.Slot] = moved
+	moved.Slot = e.Slot
 	l.conns[last] = nil
 	l.conns = l.conns[:last]
 	if cap(l.conns) > 1024 && len(l.conns) < cap(l.conns)/4 {
@@ -425,7 +427,7 @@ func (l *loop) sweep(context.Context) error {
 			continue
 		}
 		if e := l.conns[i]; e.Tick(now) {
-			_ = l.el.Close(e.gc.Conn)
+			_ = l.el.Close(e.gc())
 		}
 	}
 	return nil
@@ -555,10 +557,10 @@ func goingAway(l *loop, quota int) gnet.Runnable {
 				quota--
 				e.Close(session.CloseGoingAway, "server shutdown")
 				if !e.Flush() {
-					_ = l.el.Close(e.gc.Conn)
+					_ = l.el.Close(e.gc())
 				}
 			case session.StateHandshake:
-				_ = l.el.Close(e.gc.Conn)
+				_ = l.el.Close(e.gc())
 			}
 		}
 		return nil

@@ -20,8 +20,9 @@ type Conn interface {
 	Discard(n int) (int, error)
 	// Write writes p to the socket without blocking and returns how many
 	// bytes the kernel took; taking fewer than len(p) is not an error, and
-	// the Conn keeps none of p (unlike gnet.Conn's Write, which buffers the
-	// rest where nobody can drop it). See Flush.
+	// the Conn must keep none of p. gnet.Conn's Write buffers the rest
+	// where nobody can drop it, so the engine replaces it with
+	// Loop.WriteConn. See Flush.
 	Write(p []byte) (int, error)
 	// Close closes the connection asynchronously; safe from any goroutine.
 	Close() error
@@ -88,18 +89,46 @@ type Loop struct {
 	// part of a write. An error means the session cannot wait and is
 	// dropped. Nil: nobody calls OnWritable (tests drive it themselves).
 	WaitWritable func(s *Session) error
-	exec         func(func()) error
-	out          []byte // frames queued by the session being served, written by Flush
+	// WriteConn, when set, replaces Conn.Write for every session of the
+	// loop, with the same contract.
+	WriteConn func(c Conn, p []byte) (int, error)
+	exec      func(func()) error
+	out       []byte // frames queued by the session being served, written by Flush
 	// httpEnd is how many leading bytes of out are an HTTP response rather
 	// than frames; a backlog cut inside them must still send all of them.
 	httpEnd int
+	req     codec.Request // the upgrade request being parsed
+	// routes are Config.Routes' handlers; a session keeps the index of its
+	// own, one byte instead of an interface value.
+	routes     []Handler
+	routeIndex map[string]uint8
 }
 
 // NewLoop returns the shared state for one event loop. exec must run a
 // function on that loop's goroutine, later and without blocking the caller.
+// cfg.Routes may hold at most 255 routes; NewLoop panics past that.
 func NewLoop(cfg *Config, stats *Stats, exec func(func()) error) *Loop {
-	return &Loop{Config: cfg, Stats: stats, exec: exec}
+	if len(cfg.Routes) > 255 {
+		panic("session: more than 255 routes")
+	}
+	l := &Loop{Config: cfg, Stats: stats, exec: exec, routeIndex: make(map[string]uint8, len(cfg.Routes))}
+	for path, h := range cfg.Routes {
+		l.routeIndex[path] = uint8(len(l.routes))
+		l.routes = append(l.routes, h)
+	}
+	return l
 }
+
+// writeConn writes p to the socket (see Conn.Write).
+func (s *Session) writeConn(p []byte) (int, error) {
+	if w := s.loop.WriteConn; w != nil {
+		return w(s.conn, p)
+	}
+	return s.conn.Write(p)
+}
+
+// handler is the session's route handler; the session must have one.
+func (s *Session) handler() Handler { return s.loop.routes[s.route-1] }
 
 // Exec runs f on the loop's goroutine. It is safe for concurrent use and
 // fails once the engine is shutting down.
@@ -123,9 +152,8 @@ func (l *Loop) resetOut() {
 // reassembled, bytes the kernel has not taken yet) are borrowed from pools
 // only while they are needed.
 type Session struct {
-	conn    Conn
-	loop    *Loop
-	handler Handler
+	conn Conn
+	loop *Loop
 	// Value is the application's per-connection data (for example the push
 	// layer's subscriptions). Only the session's loop may touch it.
 	Value    any
@@ -133,20 +161,31 @@ type Session struct {
 	lastSeen int64    // unix nanoseconds of the last inbound bytes (or of the close frame we sent)
 	dec      codec.Decoder
 	inHeld   uint32 // inbound bytes counted against Config.MaxInboundBuffer
+	// Slot is the engine's: the session's index in its loop's list. The
+	// session never reads it; it lives here to fill what would be padding.
+	Slot     int32
+	leftover uint16 // inbound bytes the last read left unconsumed (already counted); during the upgrade, how far the request was searched
 	code     uint16 // close code sent
-	scanned  uint16 // bytes of the upgrade request already searched for its end
-	leftover uint16 // inbound bytes the last read left unconsumed (already counted)
 	state    State
 	reason   CloseReason
-	deflate  bool // permessage-deflate negotiated
-	pingSent bool // a ping is outstanding since the last inbound bytes
-	opened   bool // reached StateOpen, so the handler must hear OnClose
+	route    uint8 // 1 + index of the handler in the loop's routes; 0 before the upgrade and after OnClose
+	flags    flags
+}
+
+// flags are a session's yes/no facts, one bit each.
+type flags uint8
+
+const (
+	pingSent flags = 1 << iota // a ping is outstanding since the last inbound bytes
+	opened                     // reached StateOpen, so the handler must hear OnClose
 	// lingering: the session sent its last close frame without waiting for
 	// an answer (a violation, a slow consumer); it discards input until the
 	// peer closes or the close timeout passes.
-	lingering bool
-	finSent   bool // write side shut down after the lingering close frame
-}
+	lingering
+	finSent // write side shut down after the lingering close frame
+)
+
+func (s *Session) is(f flags) bool { return s.flags&f != 0 }
 
 // Init prepares s for a newly accepted connection.
 func (s *Session) Init(c Conn, l *Loop, now time.Time) {
@@ -166,7 +205,7 @@ func (s *Session) State() State { return s.state }
 
 // Deflate reports whether permessage-deflate was negotiated, so a fan-out
 // can pick the compressed encoding of a shared frame.
-func (s *Session) Deflate() bool { return s.deflate }
+func (s *Session) Deflate() bool { return s.dec.Compression }
 
 // CloseReason reports why the session ended (zero while it is open).
 func (s *Session) CloseReason() CloseReason { return s.reason }
@@ -194,9 +233,10 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 	}
 	// Bytes left unconsumed by the previous read (a partial header or
 	// control frame, an incomplete upgrade) were counted then.
-	s.loop.Stats.BytesIn.Add(int64(len(in) - int(s.leftover)))
+	prev := int(s.leftover)
+	s.loop.Stats.BytesIn.Add(int64(len(in) - prev))
 	s.leftover = 0
-	if s.lingering {
+	if s.is(lingering) {
 		_, _ = s.conn.Discard(len(in))
 		s.syncInbound()
 		s.shutdownWrite()
@@ -207,11 +247,13 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 	if s.state == StateOpen {
 		s.lastSeen = now.UnixNano()
 	}
-	s.pingSent = false
+	s.flags &^= pingSent
 
 	consumed := 0
 	if s.state == StateHandshake {
-		n := s.upgrade(in)
+		// The request bytes left from the previous read were searched
+		// for its end already.
+		n := s.upgrade(in, min(prev, codec.MaxHeaderBytes+4))
 		if n == 0 && s.state == StateHandshake {
 			s.leftover = uint16(min(len(in), 0xffff))
 			if s.syncInbound() {
@@ -241,7 +283,7 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 	if messages > 0 {
 		s.loop.Stats.MessagesIn.Add(messages)
 	}
-	if s.state == StateClosed || s.lingering {
+	if s.state == StateClosed || s.is(lingering) {
 		consumed = len(in) // whatever follows a close or a violation is never read
 	}
 	// gnet's Discard treats n <= 0 as "discard everything", so a read that
@@ -253,7 +295,7 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 	s.leftover = uint16(min(len(in)-consumed, 0xffff))
 	s.syncInbound()
 	ok := s.Flush()
-	if ok && s.lingering {
+	if ok && s.is(lingering) {
 		// A violation found in this read: its close frame was just
 		// written, so send the FIN now rather than at the next sweep (up to
 		// a quarter of the close timeout later) if the kernel took it all.
@@ -294,7 +336,7 @@ func (s *Session) handle(ev codec.Event) {
 	switch ev.Kind {
 	case codec.EventMessage:
 		if s.state == StateOpen {
-			s.handler.OnMessage(s, ev.OpCode, ev.Payload)
+			s.handler().OnMessage(s, ev.OpCode, ev.Payload)
 		}
 	case codec.EventPing:
 		if s.state == StateOpen {
@@ -317,27 +359,30 @@ func (s *Session) handle(ev codec.Event) {
 // upgrade parses the upgrade request at the start of in and queues the 101
 // response or an HTTP error. It returns the request's length, or 0 while it
 // is incomplete.
-func (s *Session) upgrade(in []byte) int {
+func (s *Session) upgrade(in []byte, scanned int) int {
 	cfg := s.loop.Config
-	var req codec.Request
-	n, err := codec.ParseRequest(in, int(s.scanned), &req, codec.ParseOptions{Compression: cfg.Compression})
+	// The loop's scratch request: a local one would escape to the heap
+	// through Authorize, one allocation per upgrade.
+	req := &s.loop.req
+	*req = codec.Request{}
+	n, err := codec.ParseRequest(in, scanned, req, codec.ParseOptions{Compression: cfg.Compression})
 	if err != nil {
 		s.reject(statusOf(err), "")
 		return len(in)
 	}
 	if n == 0 {
-		s.scanned = uint16(min(len(in), codec.MaxHeaderBytes+4))
 		return 0
 	}
 	if !bytes.Equal(req.Method, []byte("GET")) {
 		s.reject(405, "")
 		return n
 	}
-	h, ok := cfg.Routes[string(req.Path)]
+	route, ok := s.loop.routeIndex[string(req.Path)]
 	if !ok {
 		s.reject(404, "")
 		return n
 	}
+	h := s.loop.routes[route]
 	if err := req.Check(); err != nil {
 		s.reject(statusOf(err), "")
 		return n
@@ -346,17 +391,15 @@ func (s *Session) upgrade(in []byte) int {
 		s.reject(403, "origin not allowed")
 		return n
 	}
-	s.handler = h
-	if status, body := h.Authorize(s, &req); status != 0 {
+	s.route = route + 1
+	if status, body := h.Authorize(s, req); status != 0 {
 		s.reject(status, body)
 		return n
 	}
-	s.deflate = cfg.Compression && req.Deflate
-	s.dec.Compression = s.deflate
-	s.loop.out = codec.AppendAccept(s.loop.out, &req, s.deflate)
+	s.dec.Compression = cfg.Compression && req.Deflate
+	s.loop.out = codec.AppendAccept(s.loop.out, req, s.dec.Compression)
 	s.loop.httpEnd = len(s.loop.out)
 	s.state = StateOpen
-	s.scanned = 0
 	s.loop.Stats.Upgrades.Add(1)
 	h.OnOpen(s)
 	return n
@@ -403,12 +446,12 @@ func (s *Session) fail(err error) {
 // linger moves the session to StateClosing for good: input is discarded
 // from now on and nothing but what is already queued goes out.
 func (s *Session) linger(r CloseReason) {
-	s.opened = true
+	s.flags |= opened
 	if s.reason == 0 {
 		s.reason = r
 	}
 	s.state = StateClosing
-	s.lingering = true
+	s.flags |= lingering
 	s.lastSeen = time.Now().UnixNano()
 	s.dec.Reset()
 	s.syncInbound()
@@ -451,10 +494,10 @@ func (s *Session) queueClose(code ws.StatusCode, text string) {
 // shutdownWrite sends FIN once the kernel has taken the lingering close
 // frame.
 func (s *Session) shutdownWrite() {
-	if s.finSent || s.backlog != nil {
+	if s.is(finSent) || s.backlog != nil {
 		return
 	}
-	s.finSent = true
+	s.flags |= finSent
 	_ = unix.Shutdown(s.conn.Fd(), unix.SHUT_WR)
 }
 
@@ -467,7 +510,7 @@ func (s *Session) finish(r CloseReason) {
 		return
 	}
 	if s.state == StateOpen || s.state == StateClosing {
-		s.opened = true
+		s.flags |= opened
 	}
 	s.state = StateClosed
 	if s.reason == 0 {
@@ -484,7 +527,7 @@ func (s *Session) Send(op ws.OpCode, payload []byte) {
 		return
 	}
 	cfg := s.loop.Config
-	s.loop.out = codec.AppendMessage(s.loop.out, op, payload, s.deflate, cfg.CompressionMinSize)
+	s.loop.out = codec.AppendMessage(s.loop.out, op, payload, s.dec.Compression, cfg.CompressionMinSize)
 	s.loop.Stats.MessagesOut.Add(1)
 }
 
@@ -554,7 +597,7 @@ func (s *Session) write() (ok bool) {
 		bl.push(l.out)
 		return true
 	}
-	n, err := s.conn.Write(l.out)
+	n, err := s.writeConn(l.out)
 	l.Stats.BytesOut.Add(int64(n))
 	if err != nil {
 		s.finish(ClosePeer)
@@ -589,7 +632,7 @@ func (s *Session) OnWritable() (drop bool) {
 	if bl == nil {
 		return s.state == StateClosed
 	}
-	n, err := s.conn.Write(bl.b[bl.off:])
+	n, err := s.writeConn(bl.b[bl.off:])
 	s.loop.Stats.BytesOut.Add(int64(n))
 	if err != nil {
 		s.finish(ClosePeer)
@@ -597,7 +640,7 @@ func (s *Session) OnWritable() (drop bool) {
 	}
 	if bl.advance(n) {
 		s.releaseBacklog()
-		if s.lingering {
+		if s.is(lingering) {
 			s.shutdownWrite()
 		}
 		return s.state == StateClosed
@@ -641,13 +684,13 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 			s.finish(CloseIdleTimeout)
 			return true
 		}
-		if cfg.PingInterval > 0 && silent >= cfg.PingInterval && !s.pingSent {
-			s.pingSent = true
+		if cfg.PingInterval > 0 && silent >= cfg.PingInterval && !s.is(pingSent) {
+			s.flags |= pingSent
 			s.loop.out = codec.AppendFrame(s.loop.out, ws.OpPing, nil)
 			return !s.Flush()
 		}
 	case StateClosing:
-		if s.lingering {
+		if s.is(lingering) {
 			s.shutdownWrite()
 		}
 		if silent >= cfg.CloseTimeout {
@@ -668,15 +711,15 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 func (s *Session) OnConnClosed() {
 	s.finish(ClosePeer)
 	if bl := s.backlog; bl != nil {
-		n, _ := s.conn.Write(bl.b[bl.off:])
+		n, _ := s.writeConn(bl.b[bl.off:])
 		s.loop.Stats.BytesOut.Add(int64(n))
 		s.releaseBacklog()
 	}
 	s.leftover = 0
 	s.syncInbound()
-	if s.opened && s.handler != nil {
-		h := s.handler
-		s.handler = nil
+	if s.is(opened) && s.route != 0 {
+		h := s.handler()
+		s.route = 0
 		h.OnClose(s, s.reason)
 	}
 }
