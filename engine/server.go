@@ -64,7 +64,7 @@ type loop struct {
 	el    gnet.EventLoop
 	idx   int
 	state *session.Loop
-	conns []*conn
+	conns connList
 	// backlogged are the connections waiting for their socket to drain,
 	// by fd; the write waker's wake-ups are looked up here.
 	backlogged map[int32]*conn
@@ -361,8 +361,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	l := s.loopOf(c.EventLoop())
 	e := &conn{}
 	e.Init(c, l.state, time.Now())
-	e.Slot = int32(len(l.conns))
-	l.conns = append(l.conns, e)
+	l.conns.push(e)
 	c.SetContext(e)
 	return nil, gnet.None
 }
@@ -395,15 +394,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("connection closed", "reason", e.CloseReason().String(), "code", int(e.CloseCode()), "err", err)
 	}
-	last := len(l.conns) - 1
-	moved := l.conns[last]
-	l.conns[e.Slot] = moved
-	moved.Slot = e.Slot
-	l.conns[last] = nil
-	l.conns = l.conns[:last]
-	if cap(l.conns) > 1024 && len(l.conns) < cap(l.conns)/4 {
-		l.conns = append([]*conn(nil), l.conns...)
-	}
+	l.conns.remove(e)
 	s.conns.Add(-1)
 	return gnet.None
 }
@@ -422,11 +413,11 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 // closed one's slot.
 func (l *loop) sweep(context.Context) error {
 	now := time.Now()
-	for i := len(l.conns) - 1; i >= 0; i-- {
-		if i >= len(l.conns) {
+	for i := l.conns.len() - 1; i >= 0; i-- {
+		if i >= l.conns.len() {
 			continue
 		}
-		if e := l.conns[i]; e.Tick(now) {
+		if e := l.conns.at(i); e.Tick(now) {
 			_ = l.el.Close(e.gc())
 		}
 	}
@@ -509,8 +500,8 @@ func (l *loop) openCount(ctx context.Context) int {
 	got := make(chan int, 1)
 	err := l.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
 		open := 0
-		for _, e := range l.conns {
-			if e.State() == session.StateOpen {
+		for i := range l.conns.len() {
+			if l.conns.at(i).State() == session.StateOpen {
 				open++
 			}
 		}
@@ -544,11 +535,11 @@ func (s *Server) stopEngine() error {
 // open sessions and closes those still upgrading.
 func goingAway(l *loop, quota int) gnet.Runnable {
 	return gnet.RunnableFunc(func(context.Context) error {
-		for i := len(l.conns) - 1; i >= 0; i-- {
-			if i >= len(l.conns) {
+		for i := l.conns.len() - 1; i >= 0; i-- {
+			if i >= l.conns.len() {
 				continue
 			}
-			e := l.conns[i]
+			e := l.conns.at(i)
 			switch e.State() {
 			case session.StateOpen:
 				if quota == 0 {
