@@ -52,7 +52,7 @@ func freeAddr(t *testing.T) string {
 // (heartbeats and the idle timeout on) and holds 10,000 idle /ws
 // connections. It asserts a bound that catches a regression by a large
 // factor, not a performance figure: below 1.5 KiB of server RSS per
-// connection (about 800 B when this was written; benchmarks/RESULTS.md
+// connection (about 780 B when this was written; benchmarks/RESULTS.md
 // has the measured figure).
 func TestSoakIdleMemoryPerConnection(t *testing.T) {
 	const conns = 10000
