@@ -5,9 +5,17 @@
 // graceful shutdown. The WebSocket protocol itself lives in session and
 // codec; engine only moves bytes between gnet and them.
 //
-// Goroutines: gnet's loops (one per -loops), gnet's ticker, and the one that
-// runs gnet.Run. Everything that touches a connection or a loop's list runs
-// on that connection's loop, either in a gnet callback or in a task handed
-// to EventLoop.Execute. Timeouts use one sweep per loop per tick, never a
-// timer per connection.
+// Goroutines: gnet's loops (one per -loops), gnet's ticker, the one that
+// runs gnet.Run, and the write waker: gnet has no writable callback, and
+// sessions write to their sockets themselves (see session), so the engine
+// keeps an epoll instance of its own holding only the sockets that have a
+// backlog, armed one-shot, and one goroutine that hands each writable
+// socket to its loop. Everything that touches a connection or a loop's
+// list runs on that connection's loop, either in a gnet callback or in a
+// task handed to EventLoop.Execute. Timeouts use one sweep per loop per
+// tick, never a timer per connection.
+//
+// Shutdown spreads the close 1001s evenly over the grace: of the n
+// sessions open when it starts, session i gets its close at about
+// i*grace/n. Each close is logged at debug level with its reason and code.
 package engine

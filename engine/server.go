@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"runtime"
 	"sync"
@@ -49,8 +50,11 @@ type Server struct {
 	stop   sync.Once // Shutdown and Stop stop the engine once
 	runErr error     // what gnet.Run returned
 
-	mu    sync.RWMutex // guards loops; taken for writing once per loop
-	loops map[gnet.EventLoop]*loop
+	waker *writeWaker
+
+	mu      sync.RWMutex // guards loops and byIndex; taken for writing once per loop
+	loops   map[gnet.EventLoop]*loop
+	byIndex []*loop
 }
 
 // loop is one event loop's connection list and task inbox. Only that
@@ -58,10 +62,14 @@ type Server struct {
 // goroutine may add to the inbox.
 type loop struct {
 	el    gnet.EventLoop
+	idx   int
 	state *session.Loop
-	conns []*conn
-	id    int          // 0..Loops-1, in the order loops saw their first connection
-	open  atomic.Int64 // len(conns), readable from any goroutine (metrics)
+	conns connList
+	open  atomic.Int64 // connections on this loop, readable from any goroutine (metrics)
+	// backlogged are the connections waiting for their socket to drain,
+	// by fd; the write waker's wake-ups are looked up here.
+	backlogged map[int32]*conn
+	waker      *writeWaker
 
 	// The inbox keeps tasks in the order they were given. gnet's Execute
 	// does not: past 1,024 queued tasks it spills into a second queue and
@@ -69,8 +77,10 @@ type loop struct {
 	// channel's publications. One Execute drains the whole inbox.
 	inboxMu   sync.Mutex
 	inbox     []func()
+	ready     []int32  // fds the write waker found writable
 	scheduled bool     // a drain is queued with gnet
 	spare     []func() // the previous batch's backing array; loop goroutine only
+	spareFds  []int32  // likewise for ready
 }
 
 // exec runs f on the loop after every function given before it.
@@ -86,11 +96,25 @@ func (l *loop) exec(f func()) error {
 	return l.el.Execute(context.Background(), gnet.RunnableFunc(l.drain))
 }
 
-// drain runs on the loop: every queued function, in order.
+// wakeWritable queues fd for OnWritable on the loop; the write waker calls it.
+func (l *loop) wakeWritable(fd int) {
+	l.inboxMu.Lock()
+	l.ready = append(l.ready, int32(fd))
+	if l.scheduled {
+		l.inboxMu.Unlock()
+		return
+	}
+	l.scheduled = true
+	l.inboxMu.Unlock()
+	_ = l.el.Execute(context.Background(), gnet.RunnableFunc(l.drain))
+}
+
+// drain runs on the loop: every queued function, in order, then the
+// sockets found writable.
 func (l *loop) drain(context.Context) error {
 	l.inboxMu.Lock()
-	batch := l.inbox
-	l.inbox = l.spare[:0]
+	batch, fds := l.inbox, l.ready
+	l.inbox, l.ready = l.spare[:0], l.spareFds[:0]
 	l.scheduled = false
 	l.inboxMu.Unlock()
 	for i, f := range batch {
@@ -98,15 +122,72 @@ func (l *loop) drain(context.Context) error {
 		batch[i] = nil
 	}
 	l.spare = batch[:0]
+	for _, fd := range fds {
+		e := l.backlogged[fd]
+		if e == nil {
+			continue // closed meanwhile, or a stale wake-up
+		}
+		if e.OnWritable() {
+			_ = l.el.Close(e.gc())
+			continue
+		}
+		if e.Backlog() == 0 {
+			delete(l.backlogged, fd)
+		}
+	}
+	l.spareFds = fds[:0]
 	return nil
 }
 
-// conn is a session plus the engine's bookkeeping for it.
+// waitWritable is the sessions' session.Loop.WaitWritable.
+func (l *loop) waitWritable(s *session.Session) error {
+	gc, _ := s.Conn().(gnet.Conn)
+	if gc == nil {
+		return ErrNotStarted
+	}
+	e, _ := gc.Context().(*conn)
+	if e == nil {
+		return ErrNotStarted
+	}
+	fd := gc.Fd()
+	if l.backlogged == nil {
+		l.backlogged = make(map[int32]*conn)
+	}
+	l.backlogged[int32(fd)] = e
+	return l.waker.arm(fd, l.idx)
+}
+
+// conn is a session, whose Conn is gnet's connection. Its index in the
+// loop's list is the session's Slot. An idle server holds one per connection, so it is
+// kept to 128 bytes (a malloc size class): the loop is found from gnet's
+// connection when needed, not stored.
 type conn struct {
 	session.Session
-	gc   gnet.Conn
-	loop *loop
-	slot int32 // index in loop.conns
+}
+
+// gc is gnet's connection, which the session holds as its Conn.
+func (e *conn) gc() gnet.Conn { return e.Conn().(gnet.Conn) }
+
+// writeSocket is the sessions' session.Loop.WriteConn: writes go straight
+// to the socket, never into gnet's outbound buffer (a session keeps its own
+// backlog; see session.Session.Flush). It returns how much the kernel took;
+// a full socket buffer is not an error.
+func writeSocket(c session.Conn, p []byte) (int, error) {
+	fd := c.Fd()
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(fd, p[n:])
+		switch err {
+		case nil:
+			n += m
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return n, nil
+		default:
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // New validates cfg and returns a Server that is not yet listening.
@@ -153,12 +234,19 @@ func tickInterval(ds ...time.Duration) time.Duration {
 func (s *Server) Start() error {
 	err := ErrAlreadyStarted
 	s.start.Do(func() {
+		s.waker, err = newWriteWaker()
+		if err != nil {
+			return
+		}
+		// The second goroutine the engine starts: it waits for sockets with a backlog to
+		// drain (see writeWaker).
+		go s.waker.run(s.wakeWritable)
 		nodelay := gnet.TCPDelay
 		if s.cfg.TCPNoDelay {
 			nodelay = gnet.TCPNoDelay
 		}
-		// The one goroutine the engine starts: it runs gnet (which starts
-		// the event loops) until the server stops. Connections get none.
+		// The first goroutine: it runs gnet (which starts the event
+		// loops) until the server stops. Connections get none.
 		go func() {
 			s.ran <- gnet.Run(s, "tcp://"+s.cfg.Addr,
 				gnet.WithMulticore(true),
@@ -179,9 +267,23 @@ func (s *Server) Start() error {
 			if err == nil {
 				err = fmt.Errorf("engine: gnet stopped before boot")
 			}
+			s.waker.close()
 		}
 	})
 	return err
+}
+
+// wakeWritable runs on the write waker's goroutine.
+func (s *Server) wakeWritable(idx, fd int) {
+	s.mu.RLock()
+	var l *loop
+	if idx < len(s.byIndex) {
+		l = s.byIndex[idx]
+	}
+	s.mu.RUnlock()
+	if l != nil {
+		l.wakeWritable(fd)
+	}
 }
 
 // Addr is the bound address (useful with port 0). Valid after Start.
@@ -203,9 +305,9 @@ func (s *Server) LoopConns() []int64 {
 	out := make([]int64, s.cfg.Loops)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, l := range s.loops {
-		if l.id < len(out) {
-			out[l.id] = l.open.Load()
+	for _, l := range s.byIndex {
+		if l.idx < len(out) {
+			out[l.idx] = l.open.Load()
 		}
 	}
 	return out
@@ -245,9 +347,12 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if l = s.loops[el]; l == nil {
-		l = &loop{el: el, id: len(s.loops)}
+		l = &loop{el: el, idx: len(s.byIndex), waker: s.waker}
 		l.state = session.NewLoop(&s.cfg.Session, &s.stats, l.exec)
+		l.state.WaitWritable = l.waitWritable
+		l.state.WriteConn = writeSocket
 		s.loops[el] = l
+		s.byIndex = append(s.byIndex, l)
 	}
 	return l
 }
@@ -273,9 +378,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return s.reject, gnet.Close
 	}
 	l := s.loopOf(c.EventLoop())
-	e := &conn{gc: c, loop: l, slot: int32(len(l.conns))}
+	e := &conn{}
 	e.Init(c, l.state, time.Now())
-	l.conns = append(l.conns, e)
+	l.conns.push(e)
 	l.open.Add(1)
 	c.SetContext(e)
 	return nil, gnet.None
@@ -294,25 +399,24 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 }
 
 // OnClose releases the session and removes it from its loop's list.
-func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
+func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	e, ok := c.Context().(*conn)
 	if !ok {
 		return gnet.None
 	}
 	c.SetContext(nil)
-	e.Closed()
-	s.stats.CountClose(e.CloseReason())
-	l := e.loop
-	l.open.Add(-1)
-	last := len(l.conns) - 1
-	moved := l.conns[last]
-	l.conns[e.slot] = moved
-	moved.slot = e.slot
-	l.conns[last] = nil
-	l.conns = l.conns[:last]
-	if cap(l.conns) > 1024 && len(l.conns) < cap(l.conns)/4 {
-		l.conns = append([]*conn(nil), l.conns...)
+	l := s.loopOf(c.EventLoop())
+	if fd := int32(c.Fd()); l.backlogged[fd] == e {
+		delete(l.backlogged, fd)
+		s.waker.forget(int(fd))
 	}
+	e.OnConnClosed()
+	s.stats.CountClose(e.CloseReason())
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("connection closed", "reason", e.CloseReason().String(), "code", int(e.CloseCode()), "err", err)
+	}
+	l.conns.remove(e)
+	l.open.Add(-1)
 	s.conns.Add(-1)
 	return gnet.None
 }
@@ -331,12 +435,12 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 // closed one's slot.
 func (l *loop) sweep(context.Context) error {
 	now := time.Now()
-	for i := len(l.conns) - 1; i >= 0; i-- {
-		if i >= len(l.conns) {
+	for i := l.conns.len() - 1; i >= 0; i-- {
+		if i >= l.conns.len() {
 			continue
 		}
-		if e := l.conns[i]; e.Tick(now) {
-			_ = l.el.Close(e.gc)
+		if e := l.conns.at(i); e.Tick(now) {
+			_ = l.el.Close(e.gc())
 		}
 	}
 	return nil
@@ -344,7 +448,10 @@ func (l *loop) sweep(context.Context) error {
 
 // Shutdown stops admitting connections, sends close 1001 to every client,
 // spread evenly over grace so that clients do not reconnect elsewhere all at
-// once, waits for them to close (bounded by ctx) and stops the engine.
+// once (of the n clients open when it starts, client i gets its close at
+// about i*grace/n, whatever n is), waits for them to close (bounded by ctx)
+// and stops the engine. When ctx ends first, every client still open gets
+// its 1001 at once.
 func (s *Server) Shutdown(ctx context.Context, grace time.Duration) error {
 	select {
 	case <-s.booted:
@@ -352,28 +459,52 @@ func (s *Server) Shutdown(ctx context.Context, grace time.Duration) error {
 		return ErrNotStarted
 	}
 	s.draining.Store(true)
+	loops := s.loopList()
+	open := make([]int, len(loops))
+	n := 0
+	for k, l := range loops {
+		open[k] = l.openCount(ctx)
+		n += open[k]
+	}
 	const step = 20 * time.Millisecond
-	steps := max(int(grace/step), 1)
 	ticker := time.NewTicker(step)
 	defer ticker.Stop()
-	for left := steps; left > 0 && s.conns.Load() > 0; left-- {
-		for _, l := range s.loopList() {
-			_ = l.el.Execute(ctx, goingAway(l, left))
+	start := time.Now()
+	issued := make([]int, len(loops))
+	quota := make([]int, len(loops))
+	for done := 0; done < n; {
+		target := n
+		if elapsed := time.Since(start); grace > 0 && ctx.Err() == nil && elapsed < grace {
+			target = min(n, int(int64(elapsed)*int64(n)/int64(grace))+1)
 		}
-		if left > 1 {
+		clear(quota)
+		for ; done < target; done++ {
+			// The next close goes to the loop furthest behind its share.
+			best := -1
+			for k := range loops {
+				if issued[k] < open[k] && (best < 0 || (issued[k]+1)*open[best] < (issued[best]+1)*open[k]) {
+					best = k
+				}
+			}
+			issued[best]++
+			quota[best]++
+		}
+		for k, l := range loops {
+			if quota[k] > 0 {
+				_ = l.el.Execute(context.Background(), goingAway(l, quota[k]))
+			}
+		}
+		if done < n {
 			select {
 			case <-ticker.C:
 			case <-ctx.Done():
-				left = 1
 			}
 		}
 	}
-	// A deadline can cut the spreading short: whoever is still open gets
-	// its 1001 now.
-	if s.conns.Load() > 0 {
-		for _, l := range s.loopList() {
-			_ = l.el.Execute(context.Background(), goingAway(l, 1))
-		}
+	// Whoever is left (still upgrading, or missed by a loop that was busy
+	// when it was counted) gets its 1001 now.
+	for _, l := range s.loopList() {
+		_ = l.el.Execute(context.Background(), goingAway(l, math.MaxInt))
 	}
 	// Wait for the close handshakes (bounded by the close timeout, which
 	// the sweep enforces) or the caller's deadline.
@@ -386,6 +517,30 @@ func (s *Server) Shutdown(ctx context.Context, grace time.Duration) error {
 	return s.stopEngine()
 }
 
+// openCount asks l how many of its sessions are open; 0 if it cannot.
+func (l *loop) openCount(ctx context.Context) int {
+	got := make(chan int, 1)
+	err := l.el.Execute(ctx, gnet.RunnableFunc(func(context.Context) error {
+		open := 0
+		for i := range l.conns.len() {
+			if l.conns.at(i).State() == session.StateOpen {
+				open++
+			}
+		}
+		got <- open
+		return nil
+	}))
+	if err != nil {
+		return 0
+	}
+	select {
+	case n := <-got:
+		return n
+	case <-ctx.Done():
+		return 0
+	}
+}
+
 // stopEngine stops gnet once; later calls return the first call's error.
 func (s *Server) stopEngine() error {
 	s.stop.Do(func() {
@@ -393,35 +548,32 @@ func (s *Server) stopEngine() error {
 		defer cancel()
 		s.runErr = s.eng.Stop(stopCtx)
 		<-s.ran
+		s.waker.close()
 	})
 	return s.runErr
 }
 
-// goingAway returns a loop task that sends 1001 to 1/left of the loop's open
-// sessions.
-func goingAway(l *loop, left int) gnet.Runnable {
+// goingAway returns a loop task that sends 1001 to quota of the loop's
+// open sessions and closes those still upgrading.
+func goingAway(l *loop, quota int) gnet.Runnable {
 	return gnet.RunnableFunc(func(context.Context) error {
-		open := 0
-		for _, e := range l.conns {
-			if e.State() == session.StateOpen {
-				open++
-			}
-		}
-		quota := (open + left - 1) / left
-		for i := len(l.conns) - 1; i >= 0 && quota > 0; i-- {
-			if i >= len(l.conns) {
+		for i := l.conns.len() - 1; i >= 0; i-- {
+			if i >= l.conns.len() {
 				continue
 			}
-			e := l.conns[i]
+			e := l.conns.at(i)
 			switch e.State() {
 			case session.StateOpen:
+				if quota == 0 {
+					continue
+				}
 				quota--
 				e.Close(session.CloseGoingAway, "server shutdown")
 				if !e.Flush() {
-					_ = l.el.Close(e.gc)
+					_ = l.el.Close(e.gc())
 				}
 			case session.StateHandshake:
-				_ = l.el.Close(e.gc)
+				_ = l.el.Close(e.gc())
 			}
 		}
 		return nil

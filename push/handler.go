@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/valyala/bytebufferpool"
 
 	"github.com/herald-ws/herald/auth"
 	"github.com/herald-ws/herald/broker"
@@ -36,7 +37,8 @@ type Config struct {
 
 // Handler serves the push protocol. It implements session.Handler.
 type Handler struct {
-	cfg Config
+	cfg  Config
+	anon auth.Identity // what every connection is in anonymous mode
 }
 
 // New returns a Handler.
@@ -44,22 +46,63 @@ func New(cfg Config) *Handler {
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 5 * time.Second
 	}
-	return &Handler{cfg: cfg}
+	return &Handler{cfg: cfg, anon: auth.Identity{Anonymous: true, Publish: cfg.ClientPublish}}
 }
 
 // client is one connection's push state, kept in session.Value. Only the
-// connection's loop touches it.
+// connection's loop touches it. An anonymous connection gets one only when
+// it first subscribes or publishes: until then its identity is the
+// handler's anon and it holds no state, so an idle server pays nothing per
+// connection here.
 type client struct {
 	id     auth.Identity
 	subs   subSet
 	tokens float64 // publish rate limiter bucket
 	refill int64   // unix nanoseconds of the last refill
-	reply  []byte  // scratch for encoding replies
 	// publishing is set while one publish is with the broker; later ones
 	// wait in queued, so a connection's publications keep the order it
 	// sent them in (the worker pool would otherwise race them).
 	publishing bool
 	queued     []pendingPublish
+}
+
+// maxIDLen bounds a request id: 20 bytes hold any 64-bit integer, and a
+// client cannot make the server keep or echo more.
+const maxIDLen = 20
+
+// replyPool holds the buffers replies are encoded into, one per message
+// being answered, so no connection keeps its largest reply's buffer.
+var replyPool bytebufferpool.Pool
+
+// reply encodes with enc into a pooled buffer and queues it on s.
+func reply(s *session.Session, enc func([]byte) []byte) {
+	b := replyPool.Get()
+	b.B = enc(b.B[:0])
+	s.Send(ws.OpText, b.B)
+	replyPool.Put(b)
+}
+
+func newClient(id auth.Identity, rate float64) *client {
+	// A full bucket: the first publish is always allowed.
+	return &client{id: id, tokens: max(rate, 1), refill: time.Now().UnixNano()}
+}
+
+// clientOf returns s's push state, creating it on first need.
+func (h *Handler) clientOf(s *session.Session) *client {
+	if c, ok := s.Value.(*client); ok {
+		return c
+	}
+	c := newClient(h.anon, h.cfg.PublishRate)
+	s.Value = c
+	return c
+}
+
+// identityOf is s's identity, without creating state for it.
+func (h *Handler) identityOf(s *session.Session) *auth.Identity {
+	if c, ok := s.Value.(*client); ok {
+		return &c.id
+	}
+	return &h.anon
 }
 
 // maxQueuedPublishes bounds the publishes one connection may have waiting
@@ -78,19 +121,14 @@ type pendingPublish struct {
 // Authorize checks the token (when a secret is configured) before the
 // upgrade: a missing, bad or expired token is refused with 401.
 func (h *Handler) Authorize(s *session.Session, r *codec.Request) (int, string) {
-	c := &client{}
 	if h.cfg.Verifier == nil {
-		c.id = auth.Identity{Anonymous: true, Publish: h.cfg.ClientPublish}
-	} else {
-		id, err := h.cfg.Verifier.Verify(tokenOf(r))
-		if err != nil {
-			return 401, err.Error()
-		}
-		c.id = id
+		return 0, "" // anonymous: state is created when it is needed
 	}
-	c.tokens = max(h.cfg.PublishRate, 1) // a full bucket: the first publish is always allowed
-	c.refill = time.Now().UnixNano()
-	s.Value = c
+	id, err := h.cfg.Verifier.Verify(tokenOf(r))
+	if err != nil {
+		return 401, err.Error()
+	}
+	s.Value = newClient(id, h.cfg.PublishRate)
 	return 0, ""
 }
 
@@ -126,65 +164,68 @@ func (h *Handler) OnClose(s *session.Session, _ session.CloseReason) {
 
 // OnMessage handles one client frame.
 func (h *Handler) OnMessage(s *session.Session, op ws.OpCode, payload []byte) {
-	c := s.Value.(*client)
 	var req request
 	if op != ws.OpText {
-		h.replyError(s, c, nil, CodeBadRequest, "frames must be JSON text")
+		h.replyError(s, nil, CodeBadRequest, "frames must be JSON text")
 		return
 	}
 	if err := json.Unmarshal(payload, &req); err != nil {
-		h.replyError(s, c, nil, CodeBadRequest, "invalid JSON")
+		h.replyError(s, nil, CodeBadRequest, "invalid JSON")
+		return
+	}
+	if len(req.ID) > maxIDLen {
+		h.replyError(s, nil, CodeBadRequest, "id must be a number of at most 20 characters")
 		return
 	}
 	if !validID(req.ID) {
-		h.replyError(s, c, nil, CodeBadRequest, "id must be a number")
+		h.replyError(s, nil, CodeBadRequest, "id must be a number")
 		return
 	}
 	switch req.Op {
 	case "ping":
-		c.reply = appendPong(c.reply[:0], req.ID)
-		s.Send(ws.OpText, c.reply)
+		id := req.ID
+		reply(s, func(b []byte) []byte { return appendPong(b, id) })
 	case "subscribe":
-		h.subscribe(s, c, &req)
+		h.subscribe(s, &req)
 	case "unsubscribe":
-		h.unsubscribe(s, c, &req)
+		h.unsubscribe(s, &req)
 	case "publish":
-		h.publish(s, c, &req)
+		h.publish(s, &req)
 	case "":
-		h.replyError(s, c, req.ID, CodeBadRequest, "missing op")
+		h.replyError(s, req.ID, CodeBadRequest, "missing op")
 	default:
-		h.replyError(s, c, req.ID, CodeUnknownOp, fmt.Sprintf("unknown op %q", req.Op))
+		h.replyError(s, req.ID, CodeUnknownOp, fmt.Sprintf("unknown op %q", req.Op))
 	}
 }
 
-func (h *Handler) replyError(s *session.Session, c *client, id json.RawMessage, code, msg string) {
-	c.reply = appendError(c.reply[:0], id, code, msg)
-	s.Send(ws.OpText, c.reply)
+func (h *Handler) replyError(s *session.Session, id json.RawMessage, code, msg string) {
+	reply(s, func(b []byte) []byte { return appendError(b, id, code, msg) })
 }
 
 // checkChannel validates the name and the permission to subscribe.
-func (h *Handler) checkChannel(s *session.Session, c *client, req *request) bool {
+func (h *Handler) checkChannel(s *session.Session, req *request) bool {
 	if !auth.ValidChannel(req.Channel) {
-		h.replyError(s, c, req.ID, CodeBadRequest, "channel must be 1-255 bytes of [A-Za-z0-9:_.-]")
+		h.replyError(s, req.ID, CodeBadRequest, "channel must be 1-255 bytes of [A-Za-z0-9:_.-]")
 		return false
 	}
-	if !c.id.CanSubscribe(req.Channel) {
-		h.replyError(s, c, req.ID, CodeForbidden, "not allowed on channel "+req.Channel)
+	if !h.identityOf(s).CanSubscribe(req.Channel) {
+		h.replyError(s, req.ID, CodeForbidden, "not allowed on channel "+req.Channel)
 		return false
 	}
 	return true
 }
 
-func (h *Handler) subscribe(s *session.Session, c *client, req *request) {
-	if !h.checkChannel(s, c, req) {
+func (h *Handler) subscribe(s *session.Session, req *request) {
+	if !h.checkChannel(s, req) {
 		return
 	}
+	c := h.clientOf(s)
 	if c.subs.get(req.Channel) != nil {
-		h.replyError(s, c, req.ID, CodeBadRequest, "already subscribed to "+req.Channel)
+		h.replyError(s, req.ID, CodeBadRequest, "already subscribed to "+req.Channel)
 		return
 	}
 	if max := h.cfg.MaxChannelsPerConn; max > 0 && c.subs.len() >= max {
-		h.replyError(s, c, req.ID, CodeTooManyChannels, fmt.Sprintf("at most %d channels per connection", max))
+		h.replyError(s, req.ID, CodeTooManyChannels, fmt.Sprintf("at most %d channels per connection", max))
 		return
 	}
 	id, channel, since := req.ID, req.Channel, req.Since
@@ -201,72 +242,76 @@ func (h *Handler) subscribe(s *session.Session, c *client, req *request) {
 			if errors.Is(res.Err, hub.ErrTooManyChannels) || errors.Is(res.Err, broker.ErrTooManyChannels) {
 				code = CodeTooManyChannels
 			}
-			h.replyError(s, c, id, code, "subscribe failed: "+res.Err.Error())
+			h.replyError(s, id, code, "subscribe failed: "+res.Err.Error())
 			return
 		}
 		var rec *bool
 		if since != nil {
 			rec = &res.Recovered
 		}
-		c.reply = appendAck(c.reply[:0], id, true, res.Offset, rec)
-		s.Send(ws.OpText, c.reply)
+		reply(s, func(b []byte) []byte { return appendAck(b, id, true, res.Offset, rec) })
 	})
 	if sub != nil && !sub.Removed() {
 		c.subs.add(sub)
 	}
 }
 
-func (h *Handler) unsubscribe(s *session.Session, c *client, req *request) {
+func (h *Handler) unsubscribe(s *session.Session, req *request) {
 	if !auth.ValidChannel(req.Channel) {
-		h.replyError(s, c, req.ID, CodeBadRequest, "channel must be 1-255 bytes of [A-Za-z0-9:_.-]")
+		h.replyError(s, req.ID, CodeBadRequest, "channel must be 1-255 bytes of [A-Za-z0-9:_.-]")
 		return
 	}
-	sub := c.subs.get(req.Channel)
+	var sub *hub.Subscription
+	c, ok := s.Value.(*client)
+	if ok {
+		sub = c.subs.get(req.Channel)
+	}
 	if sub == nil {
-		h.replyError(s, c, req.ID, CodeBadRequest, "not subscribed to "+req.Channel)
+		h.replyError(s, req.ID, CodeBadRequest, "not subscribed to "+req.Channel)
 		return
 	}
 	h.cfg.Hub.Unsubscribe(sub)
 	c.subs.remove(sub)
-	c.reply = appendAck(c.reply[:0], req.ID, false, 0, nil)
-	s.Send(ws.OpText, c.reply)
+	id := req.ID
+	reply(s, func(b []byte) []byte { return appendAck(b, id, false, 0, nil) })
 }
 
-func (h *Handler) publish(s *session.Session, c *client, req *request) {
+func (h *Handler) publish(s *session.Session, req *request) {
 	if !auth.ValidChannel(req.Channel) {
-		h.replyError(s, c, req.ID, CodeBadRequest, "channel must be 1-255 bytes of [A-Za-z0-9:_.-]")
+		h.replyError(s, req.ID, CodeBadRequest, "channel must be 1-255 bytes of [A-Za-z0-9:_.-]")
 		return
 	}
-	if !c.id.CanPublish(req.Channel) {
-		h.replyError(s, c, req.ID, CodeForbidden, "publishing to "+req.Channel+" is not allowed")
+	if !h.identityOf(s).CanPublish(req.Channel) {
+		h.replyError(s, req.ID, CodeForbidden, "publishing to "+req.Channel+" is not allowed")
 		return
 	}
 	if len(req.Data) == 0 {
-		h.replyError(s, c, req.ID, CodeBadRequest, "publish needs data")
+		h.replyError(s, req.ID, CodeBadRequest, "publish needs data")
 		return
 	}
 	// The session already refuses text frames that are not UTF-8; this
 	// keeps the rule in force whatever delivered the frame.
 	if err := pubcheck.Data(req.Data); err != nil {
-		h.replyError(s, c, req.ID, CodeBadRequest, err.Error())
+		h.replyError(s, req.ID, CodeBadRequest, err.Error())
 		return
 	}
 	var key string
 	if req.IdempotencyKey != nil {
 		if err := pubcheck.IdempotencyKey(*req.IdempotencyKey); err != nil {
-			h.replyError(s, c, req.ID, CodeBadRequest, err.Error())
+			h.replyError(s, req.ID, CodeBadRequest, err.Error())
 			return
 		}
 		key = *req.IdempotencyKey
 	}
+	c := h.clientOf(s)
 	if !c.allowPublish(h.cfg.PublishRate) {
-		h.replyError(s, c, req.ID, CodeRateLimited, "publish rate limit exceeded")
+		h.replyError(s, req.ID, CodeRateLimited, "publish rate limit exceeded")
 		return
 	}
 	p := pendingPublish{id: req.ID, channel: req.Channel, data: []byte(req.Data), key: key}
 	if c.publishing {
 		if len(c.queued) >= maxQueuedPublishes {
-			h.replyError(s, c, req.ID, CodeRateLimited, "too many publishes waiting for the broker")
+			h.replyError(s, req.ID, CodeRateLimited, "too many publishes waiting for the broker")
 			return
 		}
 		c.queued = append(c.queued, p)
@@ -282,16 +327,18 @@ func (h *Handler) startPublish(s *session.Session, c *client, p pendingPublish) 
 	done := func(res broker.PublishResult, err error) { // on s's loop
 		switch {
 		case errors.Is(err, broker.ErrUnknownOutcome) || errors.Is(err, context.DeadlineExceeded):
-			h.replyError(s, c, p.id, CodeUnknownOutcome, "publish outcome unknown: "+err.Error()+
+			h.replyError(s, p.id, CodeUnknownOutcome, "publish outcome unknown: "+err.Error()+
 				"; a retry with the same idempotency_key is safe, without one it may publish twice")
 		case err != nil:
-			h.replyError(s, c, p.id, CodeUnavailable, "publish failed, not stored: "+err.Error())
+			h.replyError(s, p.id, CodeUnavailable, "publish failed, not stored: "+err.Error())
 		default:
-			c.reply = appendAck(c.reply[:0], p.id, true, res.Offset, nil)
-			if res.Duplicate {
-				c.reply = append(c.reply[:len(c.reply)-1], `,"duplicate":true}`...)
-			}
-			s.Send(ws.OpText, c.reply)
+			reply(s, func(b []byte) []byte {
+				b = appendAck(b, p.id, true, res.Offset, nil)
+				if res.Duplicate {
+					b = append(b[:len(b)-1], `,"duplicate":true}`...)
+				}
+				return b
+			})
 		}
 		if !s.Flush() {
 			s.Abort(session.ClosePolicy)

@@ -17,6 +17,7 @@ const (
 	ClosePolicy                                   // the application closed it for policy; 1008
 	CloseTimeout                                  // the peer never answered our close frame
 	CloseResync                                   // the server lost continuity on a channel the client subscribes to; 1012, reconnect and recover with since
+	CloseInboundBudget                            // its read would pass the server-wide inbound budget; 1008
 )
 
 var closeReasonNames = [...]string{
@@ -30,6 +31,7 @@ var closeReasonNames = [...]string{
 	ClosePolicy:            "policy",
 	CloseTimeout:           "close_timeout",
 	CloseResync:            "resync",
+	CloseInboundBudget:     "inbound_budget",
 }
 
 func (r CloseReason) String() string {
@@ -46,7 +48,7 @@ const StatusServiceRestart ws.StatusCode = 1012
 // code is the close code the server sends for a reason it initiates.
 func (r CloseReason) code() ws.StatusCode {
 	switch r {
-	case CloseSlowConsumer, ClosePolicy:
+	case CloseSlowConsumer, ClosePolicy, CloseInboundBudget:
 		return ws.StatusPolicyViolation
 	case CloseGoingAway, CloseIdleTimeout:
 		return ws.StatusGoingAway

@@ -5,23 +5,38 @@
 //
 // It never starts a goroutine and never blocks. Every method runs on the
 // event loop that owns the connection (in Herald, a gnet loop): HandleTraffic
-// from OnTraffic, Tick from the loop's periodic sweep, Send and Flush from
-// either or from a task the loop executes. Inbound bytes are peeked from the
-// connection and discarded once consumed; no slice of them outlives the
-// HandleTraffic call. Outbound frames are gathered in the Loop's scratch
-// buffer and written with one Write per flush.
+// from OnTraffic, Tick from the loop's periodic sweep, OnWritable when the
+// engine finds the socket writable, Send and Flush from either or from a
+// task the loop executes. Inbound bytes are peeked from the connection and
+// discarded once consumed; no slice of them outlives the HandleTraffic
+// call. What sessions hold between reads (messages being reassembled,
+// partial headers and requests) counts against the server-wide
+// Config.MaxInboundBuffer; the session whose read would pass it is closed
+// with 1008.
 //
-// It never touches sockets directly: it sees only the Conn interface, which
-// gnet.Conn satisfies. Methods report that the connection must be dropped
-// and the engine closes it; the exceptions are Abort (a handler's task found
-// the session cannot be served, so it asks the connection to close itself,
-// asynchronously) and the shutdown(2) of the write side that follows the
-// close frame of a protocol violation, so the peer reads the close code and
-// an EOF while the session drains what the peer still sends.
+// Outbound frames are gathered in the Loop's scratch buffer and handed to
+// the socket with one non-blocking write per flush, never to gnet's
+// outbound buffer (which nobody can drop). What the kernel does not take is
+// the session's backlog, a pooled buffer that exists only while there are
+// such bytes, written by OnWritable as the socket drains; the session knows
+// where its frames begin in it. At the write-buffer limit (or when a
+// handler aborts a slow consumer) the backlog is dropped except the rest of
+// the frame the kernel already has part of, the 1008 "slow consumer" close
+// frame follows it, then a FIN, and the session lingers.
 //
-// The handler hears OnClose exactly once, from Closed, after the engine has
-// dropped the connection. That can happen inside Flush: when the kernel
-// reports the peer gone, gnet closes the connection inside Write, so a
-// handler iterating its own sessions (a fan-out) must tolerate entries
-// being removed while it iterates.
+// It never touches sockets beyond that: it sees only the Conn interface.
+// Methods report that the connection must be dropped and the engine closes
+// it; the exceptions are Abort of a session already closed (a handler's
+// task found it cannot be served, so it asks the connection to close
+// itself, asynchronously) and the shutdown(2) of the write side that
+// follows a lingering close frame (a protocol violation, a slow consumer,
+// the inbound budget), so the peer reads the close code and an EOF while
+// the session discards what the peer still sends, until the peer closes or
+// the close timeout passes.
+//
+// The handler hears OnClose exactly once, from OnConnClosed, after the
+// engine has dropped the connection. That can happen inside Flush: a write
+// that finds the peer gone closes the session and its caller drops the
+// connection, so a handler iterating its own sessions (a fan-out) must
+// tolerate entries being removed while it iterates.
 package session

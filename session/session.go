@@ -18,13 +18,16 @@ type Conn interface {
 	// Discard drops the first n buffered bytes; like gnet's, it may treat
 	// n <= 0 as all of them, so callers pass only n > 0.
 	Discard(n int) (int, error)
+	// Write writes p to the socket without blocking and returns how many
+	// bytes the kernel took; taking fewer than len(p) is not an error, and
+	// the Conn must keep none of p. gnet.Conn's Write buffers the rest
+	// where nobody can drop it, so the engine replaces it with
+	// Loop.WriteConn. See Flush.
 	Write(p []byte) (int, error)
-	// OutboundBuffered is how many bytes the connection holds that the
-	// kernel has not yet accepted.
-	OutboundBuffered() int
 	// Close closes the connection asynchronously; safe from any goroutine.
 	Close() error
-	// Fd is the socket, for shutdown(2) of the write side.
+	// Fd is the socket, for shutdown(2) of the write side after a
+	// lingering close frame.
 	Fd() int
 }
 
@@ -44,10 +47,15 @@ type Handler interface {
 // Config holds the settings every session of a server shares. It must not
 // change after the server starts.
 type Config struct {
-	Routes             map[string]Handler // request path -> handler
-	AllowedOrigins     []string           // empty: any origin; "*" suffix wildcards allowed
-	MaxMessageSize     int64
-	WriteBufferLimit   int // pending outbound bytes past which a session is closed with 1008
+	Routes           map[string]Handler // request path -> handler
+	AllowedOrigins   []string           // empty: any origin; "*" suffix wildcards allowed
+	MaxMessageSize   int64
+	WriteBufferLimit int // unsent outbound bytes past which a session is closed with 1008
+	// MaxInboundBuffer bounds, server-wide, the inbound bytes sessions
+	// hold between reads: messages being reassembled and unconsumed
+	// request or frame-header bytes. The session whose read would pass it
+	// is closed with 1008. Zero: no limit.
+	MaxInboundBuffer   int64
 	Compression        bool
 	CompressionMinSize int
 	HandshakeTimeout   time.Duration
@@ -75,16 +83,52 @@ type Loop struct {
 	Stats  *Stats
 	// App is the application's per-loop state (the hub's subscription
 	// index); only the loop's goroutine touches it.
-	App  any
-	exec func(func()) error
-	out  []byte // frames queued by the session being served, written by Flush
+	App any
+	// WaitWritable asks that s.OnWritable run on this loop once s's socket
+	// can take more bytes; sessions call it each time the kernel refused
+	// part of a write. An error means the session cannot wait and is
+	// dropped. Nil: nobody calls OnWritable (tests drive it themselves).
+	WaitWritable func(s *Session) error
+	// WriteConn, when set, replaces Conn.Write for every session of the
+	// loop, with the same contract.
+	WriteConn func(c Conn, p []byte) (int, error)
+	exec      func(func()) error
+	out       []byte // frames queued by the session being served, written by Flush
+	// httpEnd is how many leading bytes of out are an HTTP response rather
+	// than frames; a backlog cut inside them must still send all of them.
+	httpEnd int
+	req     codec.Request // the upgrade request being parsed
+	// routes are Config.Routes' handlers; a session keeps the index of its
+	// own, one byte instead of an interface value.
+	routes     []Handler
+	routeIndex map[string]uint8
 }
 
 // NewLoop returns the shared state for one event loop. exec must run a
 // function on that loop's goroutine, later and without blocking the caller.
+// cfg.Routes may hold at most 255 routes; NewLoop panics past that.
 func NewLoop(cfg *Config, stats *Stats, exec func(func()) error) *Loop {
-	return &Loop{Config: cfg, Stats: stats, exec: exec}
+	if len(cfg.Routes) > 255 {
+		panic("session: more than 255 routes")
+	}
+	l := &Loop{Config: cfg, Stats: stats, exec: exec, routeIndex: make(map[string]uint8, len(cfg.Routes))}
+	for path, h := range cfg.Routes {
+		l.routeIndex[path] = uint8(len(l.routes))
+		l.routes = append(l.routes, h)
+	}
+	return l
 }
+
+// writeConn writes p to the socket (see Conn.Write).
+func (s *Session) writeConn(p []byte) (int, error) {
+	if w := s.loop.WriteConn; w != nil {
+		return w(s.conn, p)
+	}
+	return s.conn.Write(p)
+}
+
+// handler is the session's route handler; the session must have one.
+func (s *Session) handler() Handler { return s.loop.routes[s.route-1] }
 
 // Exec runs f on the loop's goroutine. It is safe for concurrent use and
 // fails once the engine is shutting down.
@@ -94,28 +138,54 @@ func (l *Loop) Exec(f func()) error { return l.exec(f) }
 // large echo does not pin megabytes for the loop's lifetime.
 const scratchKeep = 256 << 10
 
-// Session is one connection's protocol state. It is small (about 120 bytes)
-// because an idle server holds one per open connection; buffers are borrowed
-// from pools only while a message is in flight.
+func (l *Loop) resetOut() {
+	if cap(l.out) > scratchKeep {
+		l.out = nil
+	} else {
+		l.out = l.out[:0]
+	}
+	l.httpEnd = 0
+}
+
+// Session is one connection's protocol state. It is small because an idle
+// server holds one per open connection: buffers (a message being
+// reassembled, bytes the kernel has not taken yet) are borrowed from pools
+// only while they are needed.
 type Session struct {
-	conn     Conn
-	loop     *Loop
-	handler  Handler
-	dec      codec.Decoder
-	lastSeen int64 // unix nanoseconds of the last inbound bytes (or of the close frame we sent)
+	conn Conn
+	loop *Loop
 	// Value is the application's per-connection data (for example the push
 	// layer's subscriptions). Only the session's loop may touch it.
 	Value    any
-	scanned  uint16 // bytes of the upgrade request already searched for its end
+	backlog  *backlog // bytes the kernel has not taken yet; nil when there are none
+	lastSeen int64    // unix nanoseconds of the last inbound bytes (or of the close frame we sent)
+	dec      codec.Decoder
+	inHeld   uint32 // inbound bytes counted against Config.MaxInboundBuffer
+	// Slot is the engine's: the session's index in its loop's list. The
+	// session never reads it; it lives here to fill what would be padding.
+	Slot     int32
+	leftover uint16 // inbound bytes the last read left unconsumed (already counted); during the upgrade, how far the request was searched
+	code     uint16 // close code sent
 	state    State
 	reason   CloseReason
-	deflate  bool   // permessage-deflate negotiated
-	pingSent bool   // a ping is outstanding since the last inbound bytes
-	opened   bool   // reached StateOpen, so the handler must hear OnClose
-	draining bool   // failed for a violation: discard input until the peer closes
-	finSent  bool   // write side shut down after the lingering close frame
-	leftover uint16 // inbound bytes the last read left unconsumed (already counted)
+	route    uint8 // 1 + index of the handler in the loop's routes; 0 before the upgrade and after OnClose
+	flags    flags
 }
+
+// flags are a session's yes/no facts, one bit each.
+type flags uint8
+
+const (
+	pingSent flags = 1 << iota // a ping is outstanding since the last inbound bytes
+	opened                     // reached StateOpen, so the handler must hear OnClose
+	// lingering: the session sent its last close frame without waiting for
+	// an answer (a violation, a slow consumer); it discards input until the
+	// peer closes or the close timeout passes.
+	lingering
+	finSent // write side shut down after the lingering close frame
+)
+
+func (s *Session) is(f flags) bool { return s.flags&f != 0 }
 
 // Init prepares s for a newly accepted connection.
 func (s *Session) Init(c Conn, l *Loop, now time.Time) {
@@ -127,15 +197,30 @@ func (s *Session) Init(c Conn, l *Loop, now time.Time) {
 // get back onto the session's goroutine from elsewhere.
 func (s *Session) Loop() *Loop { return s.loop }
 
+// Conn returns the connection the session serves.
+func (s *Session) Conn() Conn { return s.conn }
+
 // State reports the session's state.
 func (s *Session) State() State { return s.state }
 
 // Deflate reports whether permessage-deflate was negotiated, so a fan-out
 // can pick the compressed encoding of a shared frame.
-func (s *Session) Deflate() bool { return s.deflate }
+func (s *Session) Deflate() bool { return s.dec.Compression }
 
 // CloseReason reports why the session ended (zero while it is open).
 func (s *Session) CloseReason() CloseReason { return s.reason }
+
+// CloseCode reports the code of the close frame the session sent (zero if
+// it sent none).
+func (s *Session) CloseCode() ws.StatusCode { return ws.StatusCode(s.code) }
+
+// Backlog reports how many outbound bytes the kernel has not taken yet.
+func (s *Session) Backlog() int {
+	if s.backlog == nil {
+		return 0
+	}
+	return len(s.backlog.b) - s.backlog.off
+}
 
 // HandleTraffic consumes every complete request, frame and message the
 // connection has buffered, answers them, flushes the replies with one write
@@ -148,10 +233,12 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 	}
 	// Bytes left unconsumed by the previous read (a partial header or
 	// control frame, an incomplete upgrade) were counted then.
-	s.loop.Stats.BytesIn.Add(int64(len(in) - int(s.leftover)))
+	prev := int(s.leftover)
+	s.loop.Stats.BytesIn.Add(int64(len(in) - prev))
 	s.leftover = 0
-	if s.draining {
+	if s.is(lingering) {
 		_, _ = s.conn.Discard(len(in))
+		s.syncInbound()
 		s.shutdownWrite()
 		return false
 	}
@@ -160,13 +247,19 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 	if s.state == StateOpen {
 		s.lastSeen = now.UnixNano()
 	}
-	s.pingSent = false
+	s.flags &^= pingSent
 
 	consumed := 0
 	if s.state == StateHandshake {
-		n := s.upgrade(in)
+		// The request bytes left from the previous read were searched
+		// for its end already.
+		n := s.upgrade(in, min(prev, codec.MaxHeaderBytes+4))
 		if n == 0 && s.state == StateHandshake {
 			s.leftover = uint16(min(len(in), 0xffff))
+			if s.syncInbound() {
+				s.Flush()
+				return true
+			}
 			return false // request incomplete; leave it buffered
 		}
 		consumed = n
@@ -190,7 +283,7 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 	if messages > 0 {
 		s.loop.Stats.MessagesIn.Add(messages)
 	}
-	if s.state == StateClosed || s.draining {
+	if s.state == StateClosed || s.is(lingering) {
 		consumed = len(in) // whatever follows a close or a violation is never read
 	}
 	// gnet's Discard treats n <= 0 as "discard everything", so a read that
@@ -200,8 +293,9 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 		_, _ = s.conn.Discard(consumed)
 	}
 	s.leftover = uint16(min(len(in)-consumed, 0xffff))
+	s.syncInbound()
 	ok := s.Flush()
-	if ok && s.draining {
+	if ok && s.is(lingering) {
 		// A violation found in this read: its close frame was just
 		// written, so send the FIN now rather than at the next sweep (up to
 		// a quarter of the close timeout later) if the kernel took it all.
@@ -210,11 +304,39 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 	return !ok || s.state == StateClosed
 }
 
+// syncInbound brings the server-wide count of held inbound bytes up to date
+// with what the session holds now. When the session's growth takes the
+// count past Config.MaxInboundBuffer, the session is closed with 1008 (and
+// lingers, like a violation) and syncInbound reports true.
+func (s *Session) syncInbound() (overBudget bool) {
+	held := s.dec.Buffered() + int(s.leftover)
+	if s.state == StateClosed {
+		held = 0 // the engine drops the connection and its buffers with it
+	}
+	delta := int64(held) - int64(s.inHeld)
+	if delta == 0 {
+		return false
+	}
+	s.inHeld = uint32(min(held, 1<<32-1))
+	total := s.loop.Stats.InboundBuffered.Add(delta)
+	limit := s.loop.Config.MaxInboundBuffer
+	if delta < 0 || limit <= 0 || total <= limit {
+		return false
+	}
+	s.loop.Stats.InboundBudgetCloses.Add(1)
+	if s.state == StateHandshake {
+		s.reject(503, "server inbound buffer full")
+	} else {
+		s.closeNow(CloseInboundBudget, ws.StatusPolicyViolation, "inbound buffer budget exceeded")
+	}
+	return true
+}
+
 func (s *Session) handle(ev codec.Event) {
 	switch ev.Kind {
 	case codec.EventMessage:
 		if s.state == StateOpen {
-			s.handler.OnMessage(s, ev.OpCode, ev.Payload)
+			s.handler().OnMessage(s, ev.OpCode, ev.Payload)
 		}
 	case codec.EventPing:
 		if s.state == StateOpen {
@@ -228,7 +350,7 @@ func (s *Session) handle(ev codec.Event) {
 			if code == ws.StatusNoStatusRcvd {
 				code = ws.StatusNormalClosure
 			}
-			s.loop.out = codec.AppendCloseFrame(s.loop.out, code, "")
+			s.queueClose(code, "")
 		}
 		s.finish(ClosePeer)
 	}
@@ -237,27 +359,30 @@ func (s *Session) handle(ev codec.Event) {
 // upgrade parses the upgrade request at the start of in and queues the 101
 // response or an HTTP error. It returns the request's length, or 0 while it
 // is incomplete.
-func (s *Session) upgrade(in []byte) int {
+func (s *Session) upgrade(in []byte, scanned int) int {
 	cfg := s.loop.Config
-	var req codec.Request
-	n, err := codec.ParseRequest(in, int(s.scanned), &req, codec.ParseOptions{Compression: cfg.Compression})
+	// The loop's scratch request: a local one would escape to the heap
+	// through Authorize, one allocation per upgrade.
+	req := &s.loop.req
+	*req = codec.Request{}
+	n, err := codec.ParseRequest(in, scanned, req, codec.ParseOptions{Compression: cfg.Compression})
 	if err != nil {
 		s.reject(statusOf(err), "")
 		return len(in)
 	}
 	if n == 0 {
-		s.scanned = uint16(min(len(in), codec.MaxHeaderBytes+4))
 		return 0
 	}
 	if !bytes.Equal(req.Method, []byte("GET")) {
 		s.reject(405, "")
 		return n
 	}
-	h, ok := cfg.Routes[string(req.Path)]
+	route, ok := s.loop.routeIndex[string(req.Path)]
 	if !ok {
 		s.reject(404, "")
 		return n
 	}
+	h := s.loop.routes[route]
 	if err := req.Check(); err != nil {
 		s.reject(statusOf(err), "")
 		return n
@@ -266,16 +391,15 @@ func (s *Session) upgrade(in []byte) int {
 		s.reject(403, "origin not allowed")
 		return n
 	}
-	s.handler = h
-	if status, body := h.Authorize(s, &req); status != 0 {
+	s.route = route + 1
+	if status, body := h.Authorize(s, req); status != 0 {
 		s.reject(status, body)
 		return n
 	}
-	s.deflate = cfg.Compression && req.Deflate
-	s.dec.Compression = s.deflate
-	s.loop.out = codec.AppendAccept(s.loop.out, &req, s.deflate)
+	s.dec.Compression = cfg.Compression && req.Deflate
+	s.loop.out = codec.AppendAccept(s.loop.out, req, s.dec.Compression)
+	s.loop.httpEnd = len(s.loop.out)
 	s.state = StateOpen
-	s.scanned = 0
 	s.loop.Stats.Upgrades.Add(1)
 	h.OnOpen(s)
 	return n
@@ -283,6 +407,7 @@ func (s *Session) upgrade(in []byte) int {
 
 func (s *Session) reject(status int, body string) {
 	s.loop.out = codec.AppendHTTPError(s.loop.out, status, body)
+	s.loop.httpEnd = len(s.loop.out)
 	s.loop.Stats.Refuse(status)
 	s.state = StateClosed
 	s.reason = CloseHandshakeRejected
@@ -303,8 +428,8 @@ func statusOf(err error) int {
 // message with a reset, and clients that fail their write (coder/websocket,
 // gorilla on large messages) would never read the close code. So the
 // session lingers instead: the close frame is followed by a FIN
-// (shutdown of the write side) as soon as it has left the user-space
-// buffer, everything the peer still sends is read and thrown away, and the
+// (shutdown of the write side) as soon as the kernel has taken it,
+// everything the peer still sends is read and thrown away, and the
 // connection is dropped when the peer closes or the close timeout passes.
 func (s *Session) fail(err error) {
 	s.loop.Stats.ProtocolErrors.Add(1)
@@ -313,36 +438,79 @@ func (s *Session) fail(err error) {
 		return
 	}
 	if s.state == StateOpen {
-		s.loop.out = codec.AppendCloseFrame(s.loop.out, codec.CloseCode(err), "")
+		s.queueClose(codec.CloseCode(err), "")
 	}
-	s.opened = true
-	s.reason = CloseProtocolError
-	s.state = StateClosing
-	s.draining = true
-	s.lastSeen = time.Now().UnixNano()
-	s.dec.Reset()
+	s.linger(CloseProtocolError)
 }
 
-// shutdownWrite sends FIN once the lingering close frame has left the
-// user-space buffer.
-func (s *Session) shutdownWrite() {
-	if s.finSent || s.conn.OutboundBuffered() > 0 {
+// linger moves the session to StateClosing for good: input is discarded
+// from now on and nothing but what is already queued goes out.
+func (s *Session) linger(r CloseReason) {
+	s.flags |= opened
+	if s.reason == 0 {
+		s.reason = r
+	}
+	s.state = StateClosing
+	s.flags |= lingering
+	s.lastSeen = time.Now().UnixNano()
+	s.dec.Reset()
+	s.syncInbound()
+}
+
+// closeNow sends a close frame ahead of everything still queued: the
+// backlog is dropped except the rest of the frame the kernel already has
+// part of (so the stream stays well-formed), the close frame follows it,
+// then the write side is shut down and the session lingers until the peer
+// closes or the close timeout passes. It serves the slow consumer, whose
+// close frame would otherwise wait behind the megabytes it cannot read.
+func (s *Session) closeNow(r CloseReason, code ws.StatusCode, text string) {
+	switch s.state {
+	case StateClosing:
+		s.linger(r) // our close frame is already out; stop reading
+		return
+	case StateOpen:
+	default:
 		return
 	}
-	s.finSent = true
+	l := s.loop
+	l.resetOut() // only this session's frames can be queued: they are dropped too
+	if bl := s.backlog; bl != nil {
+		bl.b = bl.b[:bl.off+bl.partial]
+	}
+	s.reason = r
+	s.queueClose(code, text)
+	s.linger(r)
+	if s.write() {
+		s.shutdownWrite()
+	}
+}
+
+// queueClose queues the session's close frame.
+func (s *Session) queueClose(code ws.StatusCode, text string) {
+	s.code = uint16(code)
+	s.loop.out = codec.AppendCloseFrame(s.loop.out, code, text)
+}
+
+// shutdownWrite sends FIN once the kernel has taken the lingering close
+// frame.
+func (s *Session) shutdownWrite() {
+	if s.is(finSent) || s.backlog != nil {
+		return
+	}
+	s.flags |= finSent
 	_ = unix.Shutdown(s.conn.Fd(), unix.SHUT_WR)
 }
 
 // finish marks the session closed. The handler hears of it only from
-// Closed, when the engine has dropped the connection, so that OnClose never
-// runs in the middle of a handler's own iteration (a fan-out that hits a
-// slow consumer, say).
+// OnConnClosed, when the engine has dropped the connection, so that OnClose
+// never runs in the middle of a handler's own iteration (a fan-out that
+// hits a slow consumer, say).
 func (s *Session) finish(r CloseReason) {
 	if s.state == StateClosed {
 		return
 	}
 	if s.state == StateOpen || s.state == StateClosing {
-		s.opened = true
+		s.flags |= opened
 	}
 	s.state = StateClosed
 	if s.reason == 0 {
@@ -359,7 +527,7 @@ func (s *Session) Send(op ws.OpCode, payload []byte) {
 		return
 	}
 	cfg := s.loop.Config
-	s.loop.out = codec.AppendMessage(s.loop.out, op, payload, s.deflate, cfg.CompressionMinSize)
+	s.loop.out = codec.AppendMessage(s.loop.out, op, payload, s.dec.Compression, cfg.CompressionMinSize)
 	s.loop.Stats.MessagesOut.Add(1)
 }
 
@@ -376,49 +544,115 @@ func (s *Session) SendFrame(frame []byte) {
 
 // Close starts the closing handshake with code and reason: the close frame
 // is queued, and the connection is dropped when the peer answers or after
-// the close timeout. A slow consumer is instead closed at once. The caller
-// flushes.
+// the close timeout. The caller flushes.
 func (s *Session) Close(r CloseReason, reason string) {
 	if s.state != StateOpen {
 		return
 	}
 	s.reason = r
-	s.loop.out = codec.AppendCloseFrame(s.loop.out, r.code(), reason)
+	s.queueClose(r.code(), reason)
 	s.state = StateClosing
 	s.lastSeen = time.Now().UnixNano()
 }
 
-// Flush writes what the session queued with one Write. It enforces the
-// write-buffer limit: when the connection already holds unsent bytes and
-// those plus the new ones exceed it, the queued bytes are dropped, a 1008 close frame is
-// attempted, the session is counted as a slow consumer and Flush returns
-// false: the engine must drop the connection.
+// Flush hands what the session queued to the kernel with one Write.
+// What the kernel does not take becomes the session's backlog (a pooled
+// buffer, only while it exists), written by OnWritable as the socket
+// drains; later flushes append to it. Herald writes to the socket itself
+// rather than through gnet's outbound buffer, because gnet offers no way to
+// drop what it holds, and a slow consumer's close frame must not wait
+// behind it.
+//
+// Flush enforces the write-buffer limit: a backlog that would grow past it
+// marks a slow consumer, and the session is closed with 1008 "slow
+// consumer" at once (see closeNow); the queued bytes are dropped and Flush
+// returns true, since the session is still lingering. Flush returns false
+// when the socket failed (the peer is gone): the session is closed and the
+// caller must have the connection dropped.
 func (s *Session) Flush() (ok bool) {
 	l := s.loop
 	if len(l.out) == 0 {
 		return true
 	}
-	defer func() {
-		if cap(l.out) > scratchKeep {
-			l.out = nil
-		} else {
-			l.out = l.out[:0]
-		}
-	}()
 	// A connection with nothing pending always gets the write, however
 	// large (-max-message-size bounds what it can be); the limit catches
 	// connections whose unsent bytes pile up.
-	if limit := l.Config.WriteBufferLimit; limit > 0 && s.conn.OutboundBuffered() > 0 && s.conn.OutboundBuffered()+len(l.out) > limit {
+	if limit := l.Config.WriteBufferLimit; limit > 0 && s.backlog != nil && s.Backlog()+len(l.out) > limit && s.state == StateOpen {
 		l.Stats.SlowConsumers.Add(1)
-		s.reason = CloseSlowConsumer
-		var closeFrame [16]byte
-		_, _ = s.conn.Write(codec.AppendCloseFrame(closeFrame[:0], ws.StatusPolicyViolation, "slow consumer"))
-		s.finish(CloseSlowConsumer)
+		s.closeNow(CloseSlowConsumer, ws.StatusPolicyViolation, "slow consumer")
+		return s.state != StateClosed
+	}
+	return s.write()
+}
+
+// write hands the loop's queued bytes to the socket or, behind an existing
+// backlog, to the backlog.
+func (s *Session) write() (ok bool) {
+	l := s.loop
+	defer l.resetOut()
+	if len(l.out) == 0 {
+		return true
+	}
+	if bl := s.backlog; bl != nil {
+		bl.push(l.out)
+		return true
+	}
+	n, err := s.writeConn(l.out)
+	l.Stats.BytesOut.Add(int64(n))
+	if err != nil {
+		s.finish(ClosePeer)
 		return false
 	}
-	n, err := s.conn.Write(l.out)
-	l.Stats.BytesOut.Add(int64(n))
-	return err == nil
+	if n == len(l.out) {
+		return true
+	}
+	bl := backlogPool.Get().(*backlog)
+	bl.partial = unitEnd(l.out, l.httpEnd, n) - n
+	bl.push(l.out[n:])
+	s.backlog = bl
+	return s.wait()
+}
+
+// wait asks the engine for OnWritable.
+func (s *Session) wait() bool {
+	if w := s.loop.WaitWritable; w != nil {
+		if err := w(s); err != nil {
+			s.finish(ClosePeer)
+			return false
+		}
+	}
+	return true
+}
+
+// OnWritable writes what the kernel takes of the backlog; the engine calls
+// it on the session's loop when the socket can take more bytes. It returns
+// true when the engine must drop the connection.
+func (s *Session) OnWritable() (drop bool) {
+	bl := s.backlog
+	if bl == nil {
+		return s.state == StateClosed
+	}
+	n, err := s.writeConn(bl.b[bl.off:])
+	s.loop.Stats.BytesOut.Add(int64(n))
+	if err != nil {
+		s.finish(ClosePeer)
+		return true
+	}
+	if bl.advance(n) {
+		s.releaseBacklog()
+		if s.is(lingering) {
+			s.shutdownWrite()
+		}
+		return s.state == StateClosed
+	}
+	return !s.wait()
+}
+
+func (s *Session) releaseBacklog() {
+	if bl := s.backlog; bl != nil {
+		s.backlog = nil
+		bl.release()
+	}
 }
 
 // Tick enforces the session's deadlines; the engine calls it from a
@@ -435,6 +669,7 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 		if cfg.HandshakeTimeout > 0 && silent >= cfg.HandshakeTimeout {
 			s.loop.Stats.HandshakeTimeouts.Add(1)
 			s.loop.out = codec.AppendHTTPError(s.loop.out, 408, "")
+			s.loop.httpEnd = len(s.loop.out)
 			s.state = StateClosed
 			s.reason = CloseHandshakeTimeout
 			s.Flush()
@@ -444,18 +679,18 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 		if cfg.IdleTimeout > 0 && silent >= cfg.IdleTimeout {
 			s.loop.Stats.IdleTimeouts.Add(1)
 			s.reason = CloseIdleTimeout
-			s.loop.out = codec.AppendCloseFrame(s.loop.out, ws.StatusGoingAway, "idle timeout")
+			s.queueClose(ws.StatusGoingAway, "idle timeout")
 			s.Flush()
 			s.finish(CloseIdleTimeout)
 			return true
 		}
-		if cfg.PingInterval > 0 && silent >= cfg.PingInterval && !s.pingSent {
-			s.pingSent = true
+		if cfg.PingInterval > 0 && silent >= cfg.PingInterval && !s.is(pingSent) {
+			s.flags |= pingSent
 			s.loop.out = codec.AppendFrame(s.loop.out, ws.OpPing, nil)
 			return !s.Flush()
 		}
 	case StateClosing:
-		if s.draining {
+		if s.is(lingering) {
 			s.shutdownWrite()
 		}
 		if silent >= cfg.CloseTimeout {
@@ -468,30 +703,47 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 	return false
 }
 
-// Closed tells the session its connection is gone (the engine calls it from
-// OnClose). It releases pooled buffers and, if the session was ever open,
-// tells the handler, once.
-func (s *Session) Closed() {
+// OnConnClosed tells the session its connection is gone (the engine calls it
+// from gnet's OnClose, before the socket is closed). It makes one last
+// attempt to hand the backlog to the kernel (a close frame, say), releases
+// pooled buffers and, if the session was ever open, tells the handler,
+// once.
+func (s *Session) OnConnClosed() {
 	s.finish(ClosePeer)
-	if s.opened && s.handler != nil {
-		h := s.handler
-		s.handler = nil
+	if bl := s.backlog; bl != nil {
+		n, _ := s.writeConn(bl.b[bl.off:])
+		s.loop.Stats.BytesOut.Add(int64(n))
+		s.releaseBacklog()
+	}
+	s.leftover = 0
+	s.syncInbound()
+	if s.is(opened) && s.route != 0 {
+		h := s.handler()
+		s.route = 0
 		h.OnClose(s, s.reason)
 	}
 }
 
-// Abort drops the connection for reason r, for a handler that found it
-// cannot be served: Flush returned false (the session is already closed and
-// r is ignored), or the handler gave up on it (a recovering subscriber too
-// far behind: CloseSlowConsumer). A close frame with r's code is attempted
-// when the session was still open. Must run on the session's loop.
+// Abort ends the session for reason r, for a handler that found it cannot
+// be served: Flush returned false (the session is already closed, r is
+// ignored and the connection is dropped), or the handler gave up on it (a
+// recovering subscriber too far behind: CloseSlowConsumer). An open session
+// gets its close frame at once, ahead of its backlog, and lingers like a
+// slow consumer at the write-buffer limit. Must run on the session's loop.
 func (s *Session) Abort(r CloseReason) {
-	if s.state == StateOpen || s.state == StateClosing {
+	switch s.state {
+	case StateOpen:
+		text := ""
 		if r == CloseSlowConsumer {
 			s.loop.Stats.SlowConsumers.Add(1)
+			text = "slow consumer"
 		}
-		var frame [16]byte
-		_, _ = s.conn.Write(codec.AppendCloseFrame(frame[:0], r.code(), ""))
+		s.closeNow(r, r.code(), text)
+		if s.state != StateClosed {
+			return
+		}
+	case StateClosing:
+		return // the close is under way; the close timeout bounds it
 	}
 	s.finish(r)
 	_ = s.conn.Close()

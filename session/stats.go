@@ -15,6 +15,11 @@ type Stats struct {
 	IdleTimeouts      atomic.Int64
 	ProtocolErrors    atomic.Int64 // connections failed for breaking RFC 6455
 	SlowConsumers     atomic.Int64 // connections closed at the write-buffer limit
+	// InboundBuffered is a gauge: inbound bytes sessions hold between
+	// reads (messages being reassembled, unconsumed partial frames and
+	// requests), bounded by Config.MaxInboundBuffer.
+	InboundBuffered     atomic.Int64
+	InboundBudgetCloses atomic.Int64 // connections closed because a read would pass MaxInboundBuffer
 
 	// closes counts ended connections by CloseReason (slot 0: a reason
 	// without a name); refused counts refused upgrades by HTTP status

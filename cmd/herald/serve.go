@@ -30,6 +30,7 @@ type serveOptions struct {
 	idleTimeout        time.Duration
 	pingInterval       time.Duration
 	writeBufferLimit   byteSize
+	maxInboundBuffer   byteSize
 	compression        bool
 	compressionMinSize byteSize
 	allowedOrigins     listFlag
@@ -70,6 +71,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	o := &serveOptions{
 		maxMessageSize:     1 << 20,
 		writeBufferLimit:   1 << 20,
+		maxInboundBuffer:   256 << 20,
 		compressionMinSize: 512,
 	}
 	o.apiMaxBody = 1 << 20
@@ -82,6 +84,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 60*time.Second, "close (1001) a connection that sends nothing, not even a pong, for this long; 0 disables")
 	fs.DurationVar(&o.pingInterval, "ping-interval", 25*time.Second, "ping a connection that has been silent this long; 0 disables")
 	fs.Var(&o.writeBufferLimit, "write-buffer-limit", "pending outbound bytes per connection past which it is closed with 1008 as a slow consumer")
+	fs.Var(&o.maxInboundBuffer, "max-inbound-buffer", "server-wide bound on inbound bytes held for unfinished messages; a connection whose read would pass it is closed with 1008; 0 means no limit")
 	fs.BoolVar(&o.compression, "compression", false, "negotiate permessage-deflate (RFC 7692), without context takeover")
 	fs.Var(&o.compressionMinSize, "compression-min-size", "messages smaller than this are sent uncompressed")
 	fs.Var(&o.allowedOrigins, "allowed-origins", "comma-separated Origin values allowed to connect, '*' suffix wildcards; empty allows any")
@@ -160,6 +163,9 @@ func (o *serveOptions) validate(src sources) error {
 	}
 	if o.writeBufferLimit <= 0 {
 		bad("write-buffer-limit", "must be more than 0")
+	}
+	if o.maxInboundBuffer < 0 {
+		bad("max-inbound-buffer", "must be 0 (no limit) or more")
 	}
 	if o.maxChannelsPerConn < 0 {
 		bad("max-channels-per-conn", "must be 0 (no limit) or more, not %d", o.maxChannelsPerConn)
@@ -277,6 +283,7 @@ func (o *serveOptions) engineConfig(log *slog.Logger) engine.Config {
 			AllowedOrigins:     o.allowedOrigins,
 			MaxMessageSize:     int64(o.maxMessageSize),
 			WriteBufferLimit:   int(o.writeBufferLimit),
+			MaxInboundBuffer:   int64(o.maxInboundBuffer),
 			Compression:        o.compression,
 			CompressionMinSize: int(o.compressionMinSize),
 			HandshakeTimeout:   o.handshakeTimeout,
@@ -333,18 +340,30 @@ func runServe(args []string) int {
 	log.Info("herald listening", "addr", srv.Addr().String(), "api", apiAddr, "broker", o.broker,
 		"auth", o.tokenSecret != "", "echo", o.echo, "version", versionString())
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	<-ctx.Done()
-	stop()
-	log.Info("shutting down", "conns", srv.Engine().Conns(), "grace", o.shutdownGrace)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	sig := <-sigs
+	log.Info("shutting down", "signal", sig.String(), "conns", srv.Engine().Conns(), "grace", o.shutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownGrace+5*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx, o.shutdownGrace); err != nil {
-		log.Error("shutdown", "err", err)
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(sctx, o.shutdownGrace) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Error("shutdown", "err", err)
+			return 1
+		}
+		log.Info("stopped")
+		return 0
+	case sig := <-sigs:
+		// A second signal: the operator wants out now. Clients not yet
+		// told get no close frame; exit 1 says the drain was cut short.
+		log.Warn("second signal: stopping without finishing the drain", "signal", sig.String(), "conns", srv.Engine().Conns())
+		srv.Stop()
 		return 1
 	}
-	log.Info("stopped")
-	return 0
 }
 
 // raiseOpenFilesLimit lifts the soft RLIMIT_NOFILE to the hard limit, since

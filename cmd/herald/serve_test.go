@@ -25,7 +25,7 @@ func TestServeDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.addr != "127.0.0.1:8080" || o.maxMessageSize != 1<<20 || o.writeBufferLimit != 1<<20 ||
+	if o.addr != "127.0.0.1:8080" || o.maxMessageSize != 1<<20 || o.writeBufferLimit != 1<<20 || o.maxInboundBuffer != 256<<20 ||
 		o.handshakeTimeout != 5*time.Second || o.idleTimeout != time.Minute || o.pingInterval != 25*time.Second ||
 		o.echo || o.compression || !o.tcpNoDelay || o.logLevel != slog.LevelInfo {
 		t.Fatalf("unexpected defaults: %+v", o)
@@ -42,6 +42,7 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		"HERALD_IDLE_TIMEOUT":          "90s",
 		"HERALD_PING_INTERVAL":         "10s",
 		"HERALD_WRITE_BUFFER_LIMIT":    "2MiB",
+		"HERALD_MAX_INBOUND_BUFFER":    "64MiB",
 		"HERALD_COMPRESSION":           "true",
 		"HERALD_COMPRESSION_MIN_SIZE":  "128",
 		"HERALD_ALLOWED_ORIGINS":       "https://a.example, https://*.b.example",
@@ -87,7 +88,7 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 	}
 	if o.addr != "127.0.0.1:9999" || o.loops != 3 || o.maxConns != 42 || o.maxMessageSize != 64<<10 ||
 		o.handshakeTimeout != 2*time.Second || o.idleTimeout != 90*time.Second || o.pingInterval != 10*time.Second ||
-		o.writeBufferLimit != 2<<20 || !o.compression || o.compressionMinSize != 128 ||
+		o.writeBufferLimit != 2<<20 || o.maxInboundBuffer != 64<<20 || !o.compression || o.compressionMinSize != 128 ||
 		strings.Join(o.allowedOrigins, "|") != "https://a.example|https://*.b.example" || !o.echo ||
 		o.tcpNoDelay || !o.reusePort || o.logLevel != slog.LevelDebug || o.shutdownGrace != 7*time.Second ||
 		o.apiAddr != "127.0.0.1:9998" || o.apiKey != "k3y" || o.tokenSecret != "s3cret" || !o.clientPublish ||

@@ -141,3 +141,66 @@ func TestSIGTERMClosesEveryClientWith1001(t *testing.T) {
 		t.Fatal("server did not exit after SIGTERM")
 	}
 }
+
+// TestSecondSignalEndsTheDrain: a second SIGTERM during a long drain makes
+// the process exit at once, with code 1 (drain cut short).
+func TestSecondSignalEndsTheDrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the herald binary")
+	}
+	bin := heraldBinary(t)
+	addr, apiAddr := freePort(t), freePort(t)
+	cmd := exec.Command(bin, "serve", "-addr", addr, "-api-addr", apiAddr, "-shutdown-grace", "30s", "-log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	var conns []net.Conn
+	deadline := time.Now().Add(10 * time.Second)
+	for len(conns) < 10 {
+		c, _, _, err := ws.Dial(context.Background(), "ws://"+addr+"/ws")
+		if err != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("dial: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The drain has started: the first client got its 1001 (and the
+	// other nine are due over the next 30 s).
+	time.Sleep(300 * time.Millisecond)
+	gotClose := false
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if h, err := ws.ReadHeader(c); err == nil && h.OpCode == ws.OpClose {
+			gotClose = true
+		}
+	}
+	if !gotClose {
+		t.Fatal("no client got close 1001 after the first SIGTERM")
+	}
+	sent := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("exit after the second signal: %v, want exit code 1", err)
+		}
+		t.Logf("exited %v after the second signal", time.Since(sent))
+	case <-time.After(5 * time.Second):
+		t.Fatal("still draining 5 s after the second signal (grace 30 s)")
+	}
+}

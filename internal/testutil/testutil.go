@@ -21,6 +21,7 @@ type Options struct {
 	MaxConns           int
 	MaxMessageSize     int64
 	WriteBufferLimit   int
+	MaxInboundBuffer   int64 // 0: no server-wide inbound budget
 	Compression        bool
 	CompressionMinSize int
 	HandshakeTimeout   time.Duration
@@ -65,6 +66,7 @@ func (o Options) Config() engine.Config {
 			AllowedOrigins:     o.AllowedOrigins,
 			MaxMessageSize:     o.MaxMessageSize,
 			WriteBufferLimit:   o.WriteBufferLimit,
+			MaxInboundBuffer:   o.MaxInboundBuffer,
 			Compression:        o.Compression,
 			CompressionMinSize: o.CompressionMinSize,
 			HandshakeTimeout:   o.HandshakeTimeout,
