@@ -280,6 +280,16 @@ func requestSeeds() []seed {
 		{"terminator-split", []byte(rfcRequest), uint16(len(rfcRequest) - 2)},
 		{"pipelined-frame", cat([]byte(rfcRequest), text(fin, "hi")), uint16(len(rfcRequest))},
 		mid("incomplete", []byte(rfcRequest[:60])),
+		mid("http2", []byte(request("GET / HTTP/2.0"))),
+		mid("duplicate-host", []byte(plus("Host: other.example.com"))),
+		mid("duplicate-key", []byte(plus("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="))),
+		mid("content-length", []byte(request("GET / HTTP/1.1", "Content-Length: 5"))),
+		mid("transfer-encoding", []byte(request("GET / HTTP/1.1", "Transfer-Encoding: chunked"))),
+		mid("ctl-in-value", []byte(request("GET / HTTP/1.1", "X-A: a\x01b"))),
+		mid("obs-text", []byte(request("GET / HTTP/1.1", "X-A: caf\xc3\xa9"))),
+		mid("target-punctuation", []byte(request("GET /a;b?q={x}|%zz&token=t HTTP/1.1"))),
+		mid("lists-across-lines", []byte(plus("Connection: close", "Upgrade: h2c", "Sec-WebSocket-Protocol: chat", "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9"))),
+		mid("deflate-window-9", []byte(request("GET / HTTP/1.1", "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9; client_max_window_bits=10"))),
 	}
 }
 
