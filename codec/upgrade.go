@@ -334,7 +334,7 @@ func (r *Request) negotiateDeflate(header []byte, windowBits bool) {
 			continue
 		}
 		var p wsflate.Parameters
-		if err := p.Parse(o); err != nil {
+		if err := p.Parse(o); err != nil || leadingZeroBits(o) {
 			continue // RFC 7692 section 7: decline a malformed offer
 		}
 		if p.ServerMaxWindowBits.Defined() && p.ServerMaxWindowBits != MaxWindowBits && !windowBits {
@@ -344,6 +344,19 @@ func (r *Request) negotiateDeflate(header []byte, windowBits bool) {
 		r.deflateWindowBits = p.ServerMaxWindowBits
 		return
 	}
+}
+
+// leadingZeroBits reports a *_max_window_bits value written with a leading
+// zero, which RFC 7692 section 7.1.2 forbids and wsflate accepts.
+func leadingZeroBits(o httphead.Option) bool {
+	bad := false
+	o.Parameters.ForEach(func(k, v []byte) bool {
+		if bytes.HasSuffix(k, []byte("_max_window_bits")) && len(v) > 1 && v[0] == '0' {
+			bad = true
+		}
+		return !bad
+	})
+	return bad
 }
 
 var (
