@@ -182,7 +182,8 @@ func FuzzUTF8(f *testing.F) {
 }
 
 // FuzzDeflate checks two directions: b compressed by AppendMessage and sent
-// back by a client decodes to b; and b taken as a compressed payload from a
+// back by a client decodes to b, and compressed by AppendMessageWindow stays
+// within the window; and b taken as a compressed payload from a
 // client decodes exactly as compress/flate inflates it.
 func FuzzDeflate(f *testing.F) {
 	for _, s := range deflateSeeds() {
@@ -200,6 +201,14 @@ func FuzzDeflate(f *testing.F) {
 			if err != nil || !equalRecs(got, []rec{msg(op, string(b))}) {
 				t.Fatalf("round trip of %d bytes: %v, %v", len(b), got, err)
 			}
+		}
+
+		// The same payload for a negotiated window (8-15 bits, picked by
+		// cut): every back-reference stays inside it.
+		bits := 8 + int(cut)%8
+		c, _ := serverPayload(t, AppendMessageWindow(nil, ws.OpBinary, b, true, 0, bits))
+		if d := inflateChecked(t, c, b); d > 1<<bits {
+			t.Fatalf("%d bytes, %d-bit window: a back-reference reaches %d bytes", len(b), bits, d)
 		}
 
 		const limit = 1 << 20
@@ -317,6 +326,8 @@ func deflateSeeds() []seed {
 		mid("compressed-json", deflateRaw(deflatePayloads["json"], flate.BestSpeed)),
 		mid("reserved-block", []byte{0xff, 0xff, 0xff}),
 		mid("random", binaryOf(64, 1)),
+		{"periodic-past-256", periodic(3000, 257, 1), 0},
+		{"periodic-1000-window-9", periodic(5000, 1000, 2), 1},
 	}
 }
 
