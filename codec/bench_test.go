@@ -138,6 +138,26 @@ func BenchmarkAppendMessageCompressed(b *testing.B) {
 	b.ReportMetric(float64(len(dst)), "wire-bytes")
 }
 
+// BenchmarkAppendMessageWindow compresses a 1 KiB and a 64 KiB push
+// message for connections with a limited window (chunked) and the full one,
+// and reports the compressed size.
+func BenchmarkAppendMessageWindow(b *testing.B) {
+	for _, size := range []int{1 << 10, 64 << 10} {
+		p := bytes.Repeat(benchJSON, size/len(benchJSON)+1)[:size]
+		for _, bits := range []int{8, 9, 12, 15} {
+			b.Run(fmt.Sprintf("%dKiB/%dbits", size>>10, bits), func(b *testing.B) {
+				dst := make([]byte, 0, 2*size)
+				b.ReportAllocs()
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					dst = AppendMessageWindow(dst[:0], ws.OpText, p, true, 0, bits)
+				}
+				b.ReportMetric(float64(len(dst)), "frame-bytes")
+			})
+		}
+	}
+}
+
 func BenchmarkDecodeCompressed(b *testing.B) {
 	frame := maskServerFrame(AppendMessage(nil, ws.OpText, benchJSON, true, 0), testKey)
 	work := make([]byte, len(frame))

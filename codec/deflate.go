@@ -119,18 +119,66 @@ var deflaterPool = sync.Pool{New: func() any {
 // AppendMessage appends payload to dst as one unfragmented server frame of
 // opcode op. When compress is true and payload is at least minSize bytes, the
 // frame is compressed with permessage-deflate (RSV1 set) using a pooled
-// compressor and no context takeover; otherwise it is sent as is.
+// compressor, no context takeover and the full 32 KiB window; otherwise it
+// is sent as is.
 func AppendMessage(dst []byte, op ws.OpCode, payload []byte, compress bool, minSize int) []byte {
+	return AppendMessageWindow(dst, op, payload, compress, minSize, MaxWindowBits)
+}
+
+// AppendMessageWindow is AppendMessage for a connection that negotiated
+// server_max_window_bits=windowBits (Request.DeflateWindowBits): no
+// back-reference of the compressed data reaches further than 2^windowBits
+// bytes. Values below 8 count as 8 and above 15 as 15.
+//
+// compress/flate always uses a 32 KiB window, so a payload longer than the
+// window is compressed in chunks of 2^windowBits bytes, each by a freshly
+// reset compressor ending in a sync flush. The chunks concatenate into one
+// valid DEFLATE stream whose back-references all stay inside their chunk.
+// zlib raises a raw-deflate window of 8 bits to 9 when compressing, but
+// inflates with the 256-byte window a client asked for; 256-byte chunks
+// honour both. Each chunk costs its sync flush (4 or 5 bytes) and the
+// compressor's restart, so small windows compress large messages less well.
+//
+// The frame depends on windowBits only through FrameWindowBits, which
+// callers sharing one encoded frame among many connections key it by.
+func AppendMessageWindow(dst []byte, op ws.OpCode, payload []byte, compress bool, minSize, windowBits int) []byte {
 	if !compress || len(payload) < minSize {
 		return AppendFrame(dst, op, payload)
+	}
+	chunk := len(payload) // compress/flate's own window is 2^15
+	if w := FrameWindowBits(len(payload), windowBits); w < MaxWindowBits {
+		chunk = 1 << w
 	}
 	d := deflaterPool.Get().(*deflater)
 	defer deflaterPool.Put(d)
 	d.out.Reset()
-	d.flat.Reset(&d.out)
-	_, _ = d.flat.Write(payload) // writes to a bytes.Buffer cannot fail
-	_ = d.flat.Flush()
+	for off := 0; ; off += chunk {
+		// Reset forgets the previous chunk: BestSpeed's matcher starts
+		// with an empty history, so no match can reach across.
+		d.flat.Reset(&d.out)
+		_, _ = d.flat.Write(payload[off:min(off+chunk, len(payload))]) // writes to a bytes.Buffer cannot fail
+		_ = d.flat.Flush()
+		if off+chunk >= len(payload) {
+			break
+		}
+	}
 	c := bytes.TrimSuffix(d.out.Bytes(), deflateTail)
 	dst = appendHeader(dst, op, true, true, len(c))
 	return append(dst, c...)
+}
+
+// FrameWindowBits is the window AppendMessageWindow compresses a payload of
+// n bytes for when the connection allows windowBits: windowBits clamped to
+// 8..15, or 15 when the payload fits in the window (then there is nothing
+// to chunk). Frames built for connections with the same FrameWindowBits
+// are byte for byte the same, and a frame built for w bits is valid for
+// every connection that allows w bits or more, so a fan-out encodes one
+// frame per distinct value among its subscribers, and for the usual small
+// message just one.
+func FrameWindowBits(n, windowBits int) int {
+	w := min(max(windowBits, 8), MaxWindowBits)
+	if n <= 1<<w {
+		return MaxWindowBits
+	}
+	return w
 }

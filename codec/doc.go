@@ -6,14 +6,19 @@
 //
 //   - ParseRequest reads an HTTP/1.1 upgrade request from however many bytes
 //     have arrived so far and reports "need more" until the header block is
-//     complete. AppendAccept and AppendHTTPError write the response.
+//     complete. It applies RFC 9112's grammar strictly (request line, field
+//     names and values, repeated singleton fields, no body), since the bytes
+//     after the block are read as frames. AppendAccept and AppendHTTPError
+//     write the response.
 //   - Decoder.Next decodes RFC 6455 frames from the bytes the caller has
 //     buffered (in Herald, the bytes gnet's inbound buffer hands to
 //     OnTraffic). It validates every rule of the RFC as bytes arrive,
 //     including UTF-8 across fragments and partial frames, and unmasks
 //     payloads in place.
 //   - AppendFrame, AppendCloseFrame and AppendMessage encode server frames,
-//     the latter compressing with permessage-deflate (RFC 7692).
+//     the latter compressing with permessage-deflate (RFC 7692);
+//     AppendMessageWindow keeps every back-reference within a negotiated
+//     server_max_window_bits by compressing in independent chunks.
 //
 // Buffer lifetime: slices in a Request or an Event alias either the caller's
 // input or a pooled buffer owned by the Decoder. They are valid only until

@@ -59,10 +59,17 @@ func httpError(status int, msg string) *HTTPError { return &HTTPError{Status: st
 
 // Upgrade request errors, each with the HTTP status it is answered with.
 var (
-	ErrHeaderTooLarge     = httpError(431, "codec: request header block over the limit")
-	ErrMalformedRequest   = httpError(400, "codec: malformed HTTP request")
-	ErrMethodNotAllowed   = httpError(405, "codec: method is not GET")
-	ErrHTTPVersion        = httpError(400, "codec: HTTP version below 1.1")
+	ErrHeaderTooLarge   = httpError(431, "codec: request header block over the limit")
+	ErrMalformedRequest = httpError(400, "codec: malformed HTTP request")
+	ErrMethodNotAllowed = httpError(405, "codec: method is not GET")
+	ErrHTTPVersion      = httpError(400, "codec: HTTP version below 1.1")
+	// ErrHTTPVersionNotSupported is a request in an HTTP major version
+	// other than 1 (RFC 9110 section 15.6.6).
+	ErrHTTPVersionNotSupported = httpError(505, "codec: HTTP major version is not 1")
+	ErrDuplicateField          = httpError(400, "codec: repeated header field that may appear once")
+	// ErrRequestBody is an upgrade request that announces a body: its bytes
+	// would otherwise be read as WebSocket frames.
+	ErrRequestBody        = httpError(400, "codec: upgrade request with a body")
 	ErrMissingHost        = httpError(400, "codec: missing Host header")
 	ErrNotUpgrade         = httpError(426, "codec: not a WebSocket upgrade request")
 	ErrUnsupportedVersion = httpError(426, "codec: Sec-WebSocket-Version is not 13")

@@ -182,7 +182,8 @@ func FuzzUTF8(f *testing.F) {
 }
 
 // FuzzDeflate checks two directions: b compressed by AppendMessage and sent
-// back by a client decodes to b; and b taken as a compressed payload from a
+// back by a client decodes to b, and compressed by AppendMessageWindow stays
+// within the window; and b taken as a compressed payload from a
 // client decodes exactly as compress/flate inflates it.
 func FuzzDeflate(f *testing.F) {
 	for _, s := range deflateSeeds() {
@@ -200,6 +201,14 @@ func FuzzDeflate(f *testing.F) {
 			if err != nil || !equalRecs(got, []rec{msg(op, string(b))}) {
 				t.Fatalf("round trip of %d bytes: %v, %v", len(b), got, err)
 			}
+		}
+
+		// The same payload for a negotiated window (8-15 bits, picked by
+		// cut): every back-reference stays inside it.
+		bits := 8 + int(cut)%8
+		c, _ := serverPayload(t, AppendMessageWindow(nil, ws.OpBinary, b, true, 0, bits))
+		if d := inflateChecked(t, c, b); d > 1<<bits {
+			t.Fatalf("%d bytes, %d-bit window: a back-reference reaches %d bytes", len(b), bits, d)
 		}
 
 		const limit = 1 << 20
@@ -280,6 +289,16 @@ func requestSeeds() []seed {
 		{"terminator-split", []byte(rfcRequest), uint16(len(rfcRequest) - 2)},
 		{"pipelined-frame", cat([]byte(rfcRequest), text(fin, "hi")), uint16(len(rfcRequest))},
 		mid("incomplete", []byte(rfcRequest[:60])),
+		mid("http2", []byte(request("GET / HTTP/2.0"))),
+		mid("duplicate-host", []byte(plus("Host: other.example.com"))),
+		mid("duplicate-key", []byte(plus("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="))),
+		mid("content-length", []byte(request("GET / HTTP/1.1", "Content-Length: 5"))),
+		mid("transfer-encoding", []byte(request("GET / HTTP/1.1", "Transfer-Encoding: chunked"))),
+		mid("ctl-in-value", []byte(request("GET / HTTP/1.1", "X-A: a\x01b"))),
+		mid("obs-text", []byte(request("GET / HTTP/1.1", "X-A: caf\xc3\xa9"))),
+		mid("target-punctuation", []byte(request("GET /a;b?q={x}|%zz&token=t HTTP/1.1"))),
+		mid("lists-across-lines", []byte(plus("Connection: close", "Upgrade: h2c", "Sec-WebSocket-Protocol: chat", "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9"))),
+		mid("deflate-window-9", []byte(request("GET / HTTP/1.1", "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9; client_max_window_bits=10"))),
 	}
 }
 
@@ -307,6 +326,8 @@ func deflateSeeds() []seed {
 		mid("compressed-json", deflateRaw(deflatePayloads["json"], flate.BestSpeed)),
 		mid("reserved-block", []byte{0xff, 0xff, 0xff}),
 		mid("random", binaryOf(64, 1)),
+		{"periodic-past-256", periodic(3000, 257, 1), 0},
+		{"periodic-1000-window-9", periodic(5000, 1000, 2), 1},
 	}
 }
 

@@ -98,6 +98,7 @@ func TestParseRequestRFC(t *testing.T) {
 		Origin:            []byte("http://example.com"),
 		Key:               []byte("dGhlIHNhbXBsZSBub25jZQ=="),
 		Version:           []byte("13"),
+		seen:              fieldHost | fieldKey | fieldVersion | fieldOrigin,
 		upgradeWebSocket:  true,
 		connectionUpgrade: true,
 	}
@@ -292,7 +293,6 @@ func TestParseRequestMalformed(t *testing.T) {
 		err  error
 	}{
 		{"HTTP/1.0", request("GET /chat HTTP/1.0"), ErrHTTPVersion},
-		{"HTTP/0.9", request("GET /chat HTTP/0.9"), ErrHTTPVersion},
 		{"lower-case version", request("GET /chat http/1.1"), ErrMalformedRequest},
 		{"version with junk", request("GET /chat HTTP/1.1x"), ErrMalformedRequest},
 		{"no version", request("GET /chat"), ErrMalformedRequest},

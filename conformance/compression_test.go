@@ -46,8 +46,8 @@ func extensionParams(h http.Header) [][]string {
 
 // TestCompressionNegotiation checks the permessage-deflate handshake of
 // RFC 7692 section 7.1: Herald accepts offers it can serve without context
-// takeover and declines the rest, after which the connection works
-// uncompressed.
+// takeover (any server_max_window_bits from 8 to 15, echoed) and declines
+// the malformed ones, after which the connection works uncompressed.
 func TestCompressionNegotiation(t *testing.T) {
 	t.Parallel()
 	on := start(t, testutil.Options{Compression: true, CompressionMinSize: compressMin})
@@ -63,10 +63,16 @@ func TestCompressionNegotiation(t *testing.T) {
 		{"bare offer", on, "permessage-deflate", base},
 		{"offer with no context takeover", on, "permessage-deflate; client_no_context_takeover; server_no_context_takeover", base},
 		{"server_max_window_bits=15", on, "permessage-deflate; server_max_window_bits=15", append(slices.Clone(base), "server_max_window_bits=15")},
-		{"server_max_window_bits=10 declined", on, "permessage-deflate; server_max_window_bits=10", nil},
-		{"first offer declined, second accepted", on, "permessage-deflate; server_max_window_bits=10, permessage-deflate; client_max_window_bits", base},
+		{"server_max_window_bits=10", on, "permessage-deflate; server_max_window_bits=10", append(slices.Clone(base), "server_max_window_bits=10")},
+		{"server_max_window_bits=9 with client_max_window_bits", on, "permessage-deflate; server_max_window_bits=9; client_max_window_bits", append(slices.Clone(base), "server_max_window_bits=9")},
+		{"first offer declined, second accepted", on, "permessage-deflate; server_max_window_bits=7, permessage-deflate; client_max_window_bits", base},
+		{"first acceptable offer's window echoed", on, "permessage-deflate; server_max_window_bits=16, permessage-deflate; server_max_window_bits=12, permessage-deflate", append(slices.Clone(base), "server_max_window_bits=12")},
+		{"server_max_window_bits=7 declined", on, "permessage-deflate; server_max_window_bits=7", nil},
+		{"server_max_window_bits with a leading zero declined", on, "permessage-deflate; server_max_window_bits=09", nil},
+		{"server_max_window_bits without a value declined", on, "permessage-deflate; server_max_window_bits", nil},
+		{"client_max_window_bits=7 declined", on, "permessage-deflate; client_max_window_bits=7", nil},
 		{"client_max_window_bits=9", on, "permessage-deflate; client_max_window_bits=9", base},
-		{"server_max_window_bits=8 declined", on, "permessage-deflate; server_max_window_bits=8", nil},
+		{"server_max_window_bits=8", on, "permessage-deflate; server_max_window_bits=8", append(slices.Clone(base), "server_max_window_bits=8")},
 		{"server_max_window_bits=16 declined", on, "permessage-deflate; server_max_window_bits=16", nil},
 		{"duplicate parameter declined", on, "permessage-deflate; server_no_context_takeover; server_no_context_takeover", nil},
 		{"unknown parameter declined", on, "permessage-deflate; foo=1", nil},

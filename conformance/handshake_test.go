@@ -60,6 +60,17 @@ func TestHandshakeErrors(t *testing.T) {
 		{name: "HTTP/1.0", raw: "GET /echo HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", status: 400},
 		{name: "garbage request line", raw: "HELLO\r\n\r\n", status: 400},
+		{name: "HTTP/2.0", raw: strings.Replace(rawUpgrade(), "HTTP/1.1", "HTTP/2.0", 1), status: 505},
+		{name: "two Host lines", raw: rawUpgrade("Host: other.example.com"), status: 400},
+		{name: "two Sec-WebSocket-Key lines", raw: rawUpgrade("Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA=="), status: 400},
+		{name: "two Sec-WebSocket-Version lines", raw: rawUpgrade("Sec-WebSocket-Version: 13"), status: 400},
+		{name: "Content-Length body", raw: rawUpgrade("Content-Length: 9") + "\x81\x85\x37\xfa\x21\x3d\x7f", status: 400},
+		{name: "Transfer-Encoding body", raw: rawUpgrade("Transfer-Encoding: chunked") + "0\r\n\r\n", status: 400},
+		{name: "obs-fold", raw: rawUpgrade("X-A: a", " folded"), status: 400},
+		{name: "space before the colon", raw: rawUpgrade("Origin : http://x"), status: 400},
+		{name: "control byte in a value", raw: rawUpgrade("X-A: a\x01b"), status: 400},
+		{name: "two spaces in the request line", raw: strings.Replace(rawUpgrade(), "GET /echo", "GET  /echo", 1), status: 400},
+		{name: "absolute-form target", raw: strings.Replace(rawUpgrade(), "GET /echo", "GET http://x/echo", 1), status: 400},
 		{name: "header block over 8 KiB", header: h("X-Pad", strings.Repeat("p", 9000)), status: 431},
 		{name: "unterminated header block over 8 KiB", raw: "GET /echo HTTP/1.1\r\nX-Pad: " + strings.Repeat("p", 9000), status: 431},
 	}
@@ -94,6 +105,17 @@ func TestHandshakeErrors(t *testing.T) {
 	}
 }
 
+// rawUpgrade is a valid /echo upgrade request with extra header lines
+// appended as they are, so that a field can be repeated.
+func rawUpgrade(extra ...string) string {
+	s := "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+	for _, e := range extra {
+		s += e + "\r\n"
+	}
+	return s + "\r\n"
+}
+
 // TestHandshakeAccepted covers upgrade requests that must succeed however
 // they are written or delivered.
 func TestHandshakeAccepted(t *testing.T) {
@@ -109,6 +131,9 @@ func TestHandshakeAccepted(t *testing.T) {
 		{"header values in other cases", "/echo", http.Header{"Upgrade": {"WebSocket"}, "Connection": {"upgrade"}}},
 		{"unknown headers and extensions", "/echo", http.Header{"X-Whatever": {"1"}, "Sec-Websocket-Extensions": {"x-unknown"}}},
 		{"subprotocol offer ignored", "/echo", http.Header{"Sec-Websocket-Protocol": {"chat"}}},
+		{"Connection and Upgrade lists across lines", "/echo", http.Header{"Connection": {"keep-alive", "Upgrade"}, "Upgrade": {"h2c", "websocket"}}},
+		{"Content-Length: 0", "/echo", http.Header{"Content-Length": {"0"}}},
+		{"malformed escape in the query", "/echo?a=%zz&b={x}", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

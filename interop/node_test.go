@@ -33,7 +33,7 @@ type nodeResult struct {
 var nodeModes = []struct {
 	name    string
 	deflate bool
-}{{"plain", false}, {"deflate", true}, {"deflate-declined", false}}
+}{{"plain", false}, {"deflate", true}, {"deflate-window-10", true}}
 
 // TestNodeWS runs the npm ws client (interop/node/echo_client.js) against
 // /echo through a recording relay, then checks both the script's verdict

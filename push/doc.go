@@ -11,6 +11,13 @@
 // publish the broker did not confirm in time is answered unknown_outcome,
 // not unavailable: it may have been stored.
 //
+// Where the token comes from: an Authorization header with the Bearer
+// scheme (any case, one or more spaces before the token) wins, even when
+// ?token= holds another token or the header's own token is malformed;
+// other schemes are ignored. Otherwise it is the first token= pair of the
+// query, found pair by pair so that a malformed unrelated pair (a=%zz, a
+// lone ';') never hides it; only its value is percent-decoded.
+//
 // Every Handler method runs on the connection's event loop. Work that may
 // block (a broker publish) goes to the hub's worker pool and its reply comes
 // back to the loop through session.Loop.Exec.

@@ -1,12 +1,12 @@
 package push
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -132,17 +132,54 @@ func (h *Handler) Authorize(s *session.Session, r *codec.Request) (int, string) 
 	return 0, ""
 }
 
-// tokenOf takes the token from ?token= or an Authorization: Bearer header.
+// tokenOf returns the token a client presents. An Authorization header
+// with the Bearer scheme wins over the query: its token is used even when
+// ?token= carries another (or when its own is malformed, which then fails
+// verification), so a proxy that sets the header cannot be overridden from
+// a URL. Another scheme (Basic, say) is not Herald's and is ignored.
+// Otherwise the token is the value of the first token= pair of the query.
 func tokenOf(r *codec.Request) string {
-	if len(r.RawQuery) > 0 {
-		if q, err := url.ParseQuery(string(r.RawQuery)); err == nil {
-			if t := q.Get("token"); t != "" {
-				return t
-			}
-		}
+	if t, ok := bearerToken(r.Authorization); ok {
+		return t
 	}
-	if a := string(r.Authorization); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		return strings.TrimSpace(a[7:])
+	return queryToken(r.RawQuery)
+}
+
+// bearerToken reads "Bearer" 1*SP token68 (RFC 6750 section 2.1). The
+// scheme is case-insensitive (RFC 9110 section 11.1). ok reports whether
+// the header uses the Bearer scheme at all; t is empty when the
+// credentials after it are missing or hold a space.
+func bearerToken(a []byte) (t string, ok bool) {
+	scheme, creds, _ := bytes.Cut(a, []byte(" "))
+	if !bytes.EqualFold(scheme, []byte("Bearer")) {
+		return "", false
+	}
+	creds = bytes.TrimLeft(creds, " ")
+	if bytes.ContainsAny(creds, " \t") {
+		return "", true
+	}
+	return string(creds), true
+}
+
+// queryToken finds the first token= pair of a raw query itself, pair by
+// pair, rather than with url.ParseQuery: that fails the whole query on one
+// malformed pair (a stray %zz, a ';' from an old form encoder), which would
+// hide a valid token from a client that never wrote the bad pair. Only the
+// token's value is unescaped; if that fails, the token is empty and
+// verification refuses it.
+func queryToken(q []byte) string {
+	for len(q) > 0 {
+		var pair []byte
+		pair, q, _ = bytes.Cut(q, []byte("&"))
+		key, val, _ := bytes.Cut(pair, []byte("="))
+		if string(key) != "token" {
+			continue
+		}
+		t, err := url.QueryUnescape(string(val))
+		if err != nil {
+			return ""
+		}
+		return t
 	}
 	return ""
 }
