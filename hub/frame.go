@@ -17,6 +17,11 @@ type sharedFrame struct {
 	plain    []byte // text frame
 	deflated []byte // permessage-deflate text frame, or nil
 	json     []byte // the message JSON, the plain frame's payload
+	// byWindow holds the deflated frame for sessions whose window is 8-14
+	// bits (index bits-8), built on first use under mu: only messages
+	// longer than such a window need one (codec.FrameWindowBits).
+	mu       sync.Mutex
+	byWindow [codec.MaxWindowBits - 8][]byte
 	refs     atomic.Int32
 }
 
@@ -48,18 +53,32 @@ func encode(p broker.Publication, deflate bool, minSize, refs int) *sharedFrame 
 	return f
 }
 
-// frameFor picks the encoding a session can read.
-func (f *sharedFrame) frameFor(deflate bool) []byte {
-	if deflate && len(f.deflated) > 0 {
+// frameFor picks the encoding a session can read: plain, or deflated for
+// its negotiated window. Safe for concurrent use by the loops sharing f.
+func (f *sharedFrame) frameFor(deflate bool, windowBits int) []byte {
+	if !deflate || len(f.deflated) == 0 {
+		return f.plain
+	}
+	w := codec.FrameWindowBits(len(f.json), windowBits)
+	if w == codec.MaxWindowBits {
 		return f.deflated
 	}
-	return f.plain
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.byWindow[w-8]) == 0 {
+		f.byWindow[w-8] = codec.AppendMessageWindow(f.byWindow[w-8][:0], ws.OpText, f.json, true, 0, w)
+	}
+	return f.byWindow[w-8]
 }
 
 func (f *sharedFrame) release() {
 	if f.refs.Add(-1) == 0 {
 		if cap(f.plain) > 64<<10 {
 			f.plain, f.deflated, f.json = nil, nil, nil // do not pool huge buffers
+			f.byWindow = [codec.MaxWindowBits - 8][]byte{}
+		}
+		for i := range f.byWindow {
+			f.byWindow[i] = f.byWindow[i][:0]
 		}
 		framePool.Put(f)
 	}

@@ -309,7 +309,7 @@ func (h *Hub) deliverOnLoop(sl *loopSubs, p broker.Publication, f *sharedFrame) 
 			continue // already sent (history, or a publication that raced the subscribe)
 		}
 		sub.last = p.Offset
-		sub.sess.SendFrame(f.frameFor(sub.sess.Deflate()))
+		sub.sess.SendFrame(f.frameFor(sub.sess.Deflate(), sub.sess.DeflateWindowBits()))
 		if !sub.sess.Flush() {
 			sub.sess.Abort(session.CloseSlowConsumer)
 			continue

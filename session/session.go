@@ -170,6 +170,7 @@ type Session struct {
 	reason   CloseReason
 	route    uint8 // 1 + index of the handler in the loop's routes; 0 before the upgrade and after OnClose
 	flags    flags
+	window   uint8 // negotiated server_max_window_bits, 15 when unlimited
 }
 
 // flags are a session's yes/no facts, one bit each.
@@ -206,6 +207,10 @@ func (s *Session) State() State { return s.state }
 // Deflate reports whether permessage-deflate was negotiated, so a fan-out
 // can pick the compressed encoding of a shared frame.
 func (s *Session) Deflate() bool { return s.dec.Compression }
+
+// DeflateWindowBits is the negotiated server_max_window_bits (8-15, 15 when
+// the client set no limit); meaningful only when Deflate.
+func (s *Session) DeflateWindowBits() int { return int(s.window) }
 
 // CloseReason reports why the session ended (zero while it is open).
 func (s *Session) CloseReason() CloseReason { return s.reason }
@@ -365,7 +370,7 @@ func (s *Session) upgrade(in []byte, scanned int) int {
 	// through Authorize, one allocation per upgrade.
 	req := &s.loop.req
 	*req = codec.Request{}
-	n, err := codec.ParseRequest(in, scanned, req, codec.ParseOptions{Compression: cfg.Compression})
+	n, err := codec.ParseRequest(in, scanned, req, codec.ParseOptions{Compression: cfg.Compression, WindowBits: true})
 	if err != nil {
 		s.reject(statusOf(err), "")
 		return len(in)
@@ -397,6 +402,7 @@ func (s *Session) upgrade(in []byte, scanned int) int {
 		return n
 	}
 	s.dec.Compression = cfg.Compression && req.Deflate
+	s.window = uint8(req.DeflateWindowBits())
 	s.loop.out = codec.AppendAccept(s.loop.out, req, s.dec.Compression)
 	s.loop.httpEnd = len(s.loop.out)
 	s.state = StateOpen
@@ -527,7 +533,7 @@ func (s *Session) Send(op ws.OpCode, payload []byte) {
 		return
 	}
 	cfg := s.loop.Config
-	s.loop.out = codec.AppendMessage(s.loop.out, op, payload, s.dec.Compression, cfg.CompressionMinSize)
+	s.loop.out = codec.AppendMessageWindow(s.loop.out, op, payload, s.dec.Compression, cfg.CompressionMinSize, int(s.window))
 	s.loop.Stats.MessagesOut.Add(1)
 }
 
