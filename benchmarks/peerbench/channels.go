@@ -41,6 +41,14 @@ const (
 	// memAfterGC is how many samples are taken once the runtime has
 	// completed a GC cycle since sampling began.
 	memAfterGC = 8
+	// memWarmRounds is how many sampling phases run, and are discarded,
+	// before the baseline: the scrapes that drive the runtime through a
+	// GC also grow its heap to the GC's goal, and RSS with it, which takes
+	// a round or two to level off. With it, a run that creates a single
+	// channel moves RSS by 0.1-0.5 MiB and heap in use by +-0.3 MiB, the
+	// noise floor of these figures (+-50 B per channel at 10,000 channels,
+	// +-5 B at 100,000).
+	memWarmRounds = 2
 	// memSampleLimit bounds one sampling phase.
 	memSampleLimit = 20 * time.Second
 	// channelLimit bounds one whole measurement, server start included.
@@ -157,6 +165,11 @@ func runChannels(ctx context.Context, bin, name string, l channelLoad) (*channel
 	} else {
 		warm = publishBatch
 		if err := publishOne(ctx, api, warm, l.Size, warmName); err != nil {
+			return nil, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	for range memWarmRounds {
+		if _, err := sampleMemory(ctx, api, pid); err != nil {
 			return nil, fmt.Errorf("warm-up: %w", err)
 		}
 	}
@@ -617,9 +630,10 @@ func renderChannels(scenarios []scenario, data map[string]map[string][]measureme
 	}
 	b.WriteString("Channel names are 10 bytes (`ch-0000042`). Every ack and publish reply is checked, and the server must count exactly the channels and subscriptions (`/api/stats`) or accepted publications (`herald_broker_publishes_total`) meant.\n\n")
 	fmt.Fprintf(&b, "Memory is sampled before and after: %v of settling, then `/metrics` is scraped until the Go runtime has completed a GC cycle (the server cannot be told to collect; each scrape allocates about 100 KB there, which drives the next cycle) and %d samples after it. "+
+		"Before the baseline, %d such rounds run and are discarded: the scrapes grow the heap to its GC goal, and RSS with it, until it levels off. "+
 		"RSS is the lowest VmRSS (/proc/PID/status) of the samples; heap is the lowest `go_memstats_heap_inuse_bytes` after the GC, i.e. live heap plus fragmentation. Per-channel figures are (after − before) / channels. "+
 		"RSS per channel runs above heap per channel because with the default GOGC=100 the runtime lets the heap grow to about twice the live heap between collections and gives freed pages back to the kernel only gradually.\n\n",
-		memSettle, memAfterGC)
+		memSettle, memAfterGC, memWarmRounds)
 	b.WriteString("| scenario | channels | connections | RSS per channel (B) | heap in use per channel (B) | RSS before → after (MiB) | heap before → after (MiB) | setup (channels/s) | repeats |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, sc := range cs {
 		ms := data[sc.Name]["herald"]

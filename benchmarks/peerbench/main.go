@@ -3,7 +3,10 @@
 // loadtest scenarios, repeats every measurement, and writes the medians
 // and ratios to benchmarks/RESULTS.md, with PNG charts (memory per
 // connection, echo and broadcast latency percentiles per server) in
-// benchmarks/charts that the report shows. `make bench-peers` runs it;
+// benchmarks/charts that the report shows. It also measures what a channel
+// costs Herald (channels.go: RSS and heap per idle subscription to a
+// distinct channel, and per channel holding one message), which the peers,
+// having no channels, cannot be compared on. `make bench-peers` runs it;
 // -from-json re-renders the report and charts from the raw results of an
 // earlier run without running anything.
 //
