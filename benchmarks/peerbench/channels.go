@@ -632,7 +632,9 @@ func renderChannels(scenarios []scenario, data map[string]map[string][]measureme
 	fmt.Fprintf(&b, "Memory is sampled before and after: %v of settling, then `/metrics` is scraped until the Go runtime has completed a GC cycle (the server cannot be told to collect; each scrape allocates about 100 KB there, which drives the next cycle) and %d samples after it. "+
 		"Before the baseline, %d such rounds run and are discarded: the scrapes grow the heap to its GC goal, and RSS with it, until it levels off. "+
 		"RSS is the lowest VmRSS (/proc/PID/status) of the samples; heap is the lowest `go_memstats_heap_inuse_bytes` after the GC, i.e. live heap plus fragmentation. Per-channel figures are (after − before) / channels. "+
-		"RSS per channel runs above heap per channel because with the default GOGC=100 the runtime lets the heap grow to about twice the live heap between collections and gives freed pages back to the kernel only gradually.\n\n",
+		"Per-channel figures are medians with the lowest and highest repeat in brackets. "+
+		"RSS differs from heap in use both ways: it runs above because the runtime lets the heap grow towards its GC goal (twice the live heap at the default GOGC=100) before collecting and returns freed pages to the kernel only gradually, and below because new channels first fill pages the process already holds. "+
+		"A run that creates no channel still moves both figures by a few hundred KiB, i.e. tens of bytes per channel at 10,000 channels and a few at 100,000, so the 100,000-channel rows are the ones to read.\n\n",
 		memSettle, memAfterGC, memWarmRounds)
 	b.WriteString("| scenario | channels | connections | RSS per channel (B) | heap in use per channel (B) | RSS before → after (MiB) | heap before → after (MiB) | setup (channels/s) | repeats |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, sc := range cs {
@@ -641,8 +643,7 @@ func renderChannels(scenarios []scenario, data map[string]map[string][]measureme
 		if sc.Channels.Conns > 0 {
 			conns = strconv.Itoa(sc.Channels.Conns)
 		}
-		rss, ok := median(ms, "rss_per_channel")
-		if !ok {
+		if _, ok := median(ms, "rss_per_channel"); !ok {
 			fmt.Fprintf(&b, "| %s | %d | %s | failed | | | | | 0 |\n", sc.Name, sc.Channels.Channels, conns)
 			continue
 		}
@@ -652,12 +653,40 @@ func renderChannels(scenarios []scenario, data map[string]map[string][]measureme
 			}
 			return "n/a"
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %.0f | %s | %s → %s | %s → %s | %s | %d |\n",
-			sc.Name, sc.Channels.Channels, conns, rss, f("heap_per_channel", "%.0f"),
+		spread := func(key string) string {
+			v, ok := median(ms, key)
+			if !ok {
+				return "n/a"
+			}
+			lo, hi := extremes(ms, key)
+			return fmt.Sprintf("%.0f (%.0f–%.0f)", v, lo, hi)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s → %s | %s → %s | %s | %d |\n",
+			sc.Name, sc.Channels.Channels, conns, spread("rss_per_channel"), spread("heap_per_channel"),
 			f("rss_before_mib", "%.1f"), f("rss_after_mib", "%.1f"),
 			f("heap_before_mib", "%.1f"), f("heap_after_mib", "%.1f"),
 			f("setup_per_s", "%.0f"), len(ms))
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// extremes is the lowest and highest value of key over ms (which must hold
+// at least one).
+func extremes(ms []measurement, key string) (lo, hi float64) {
+	first := true
+	for _, m := range ms {
+		v, ok := m[key]
+		if !ok {
+			continue
+		}
+		if first || v < lo {
+			lo = v
+		}
+		if first || v > hi {
+			hi = v
+		}
+		first = false
+	}
+	return lo, hi
 }

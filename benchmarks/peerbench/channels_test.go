@@ -130,7 +130,7 @@ func TestRenderChannels(t *testing.T) {
 	for _, want := range []string{
 		"## Channel memory (Herald only)",
 		"no channel concept",
-		"| channels-subscribed-10k | 10000 | 100 | 600 | 305 | 12.0 → 18.0 | 5.0 → 8.0 | 85000 | 3 |",
+		"| channels-subscribed-10k | 10000 | 100 | 600 (500–700) | 305 (300–310) | 12.0 → 18.0 | 5.0 → 8.0 | 85000 | 3 |",
 		"| channels-one-message-10k | 10000 | none | failed |",
 		"one 100-byte JSON message",
 	} {
