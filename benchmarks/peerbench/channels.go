@@ -476,7 +476,7 @@ func dialSubscribers(ctx context.Context, url string, n int) ([]*subscriber, err
 		}
 		c := &subscriber{ws: ws, index: i}
 		conns[i] = c
-		c.setDeadline(ctx)
+		defer c.unblockOnDone(ctx)()
 		var b []byte
 		for id := range subscribeWindow {
 			b = fmt.Appendf(b[:0], `{"op":"ping","id":%d}`, id)
@@ -506,11 +506,15 @@ func dialSubscribers(ctx context.Context, url string, n int) ([]*subscriber, err
 	return conns, nil
 }
 
-func (c *subscriber) setDeadline(ctx context.Context) {
+// unblockOnDone bounds c's reads and writes by ctx: by its deadline, and
+// by closing c when ctx ends first (another connection failed), until the
+// returned stop is called.
+func (c *subscriber) unblockOnDone(ctx context.Context) (stop func() bool) {
 	if d, ok := ctx.Deadline(); ok {
 		_ = c.ws.SetReadDeadline(d)
 		_ = c.ws.SetWriteDeadline(d)
 	}
+	return context.AfterFunc(ctx, c.close)
 }
 
 // subscribeAll subscribes the connections to total distinct channels,
@@ -521,7 +525,7 @@ func subscribeAll(ctx context.Context, conns []*subscriber, total int) error {
 	n := len(conns)
 	return forEach(ctx, n, func(ctx context.Context, i int) error {
 		c := conns[i]
-		c.setDeadline(ctx)
+		defer c.unblockOnDone(ctx)()
 		// Connection i takes channels i, i+n, i+2n, ...
 		var batch []byte
 		for lo := i; lo < total; lo += subscribeWindow * n {
