@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
@@ -155,6 +156,30 @@ func chartsFor(dir string, servers []server, scenarios []scenario, data map[stri
 		}
 		c := chart{File: "memory-per-conn.png", Title: "Server memory per idle connection"}
 		if err := barChart(filepath.Join(dir, c.File), c.Title+" (RSS delta / connections, lower is better)", "bytes per connection", groups, ss, fmtValue); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+
+	// Channel memory: one group per channel-memory scenario, RSS and heap
+	// side by side.
+	var chans []scenario
+	for _, sc := range channelScenarios(scenarios) {
+		if len(data[sc.Name]["herald"]) > 0 {
+			chans = append(chans, sc)
+		}
+	}
+	if len(chans) > 0 {
+		rss := series{Name: "RSS"}
+		heap := series{Name: "heap in use"}
+		var groups []string
+		for _, sc := range chans {
+			groups = append(groups, strings.TrimPrefix(sc.Name, "channels-"))
+			rss.Values = append(rss.Values, max(0, medianOf(sc.Name, "herald", "rss_per_channel")))
+			heap.Values = append(heap.Values, max(0, medianOf(sc.Name, "herald", "heap_per_channel")))
+		}
+		c := chart{File: "channel-memory.png", Title: "Herald memory per channel"}
+		if err := barChart(filepath.Join(dir, c.File), c.Title+" (delta / channels, lower is better)", "bytes per channel", groups, []series{rss, heap}, fmtValue); err != nil {
 			return nil, err
 		}
 		out = append(out, c)

@@ -3,7 +3,10 @@
 // loadtest scenarios, repeats every measurement, and writes the medians
 // and ratios to benchmarks/RESULTS.md, with PNG charts (memory per
 // connection, echo and broadcast latency percentiles per server) in
-// benchmarks/charts that the report shows. `make bench-peers` runs it;
+// benchmarks/charts that the report shows. It also measures what a channel
+// costs Herald (channels.go: RSS and heap per idle subscription to a
+// distinct channel, and per channel holding one message), which the peers,
+// having no channels, cannot be compared on. `make bench-peers` runs it;
 // -from-json re-renders the report and charts from the raw results of an
 // earlier run without running anything.
 //
@@ -50,6 +53,9 @@ type scenario struct {
 	Unit   string
 	Lower  bool   // lower is better
 	Only   string // run against this server only (Herald-only figures)
+	// Channels, when set, makes this a channel-memory measurement
+	// (channels.go) instead of a loadtest run; Config is unused.
+	Channels *channelLoad
 }
 
 type measurement map[string]float64
@@ -107,15 +113,16 @@ func main() {
 		{Name: "connect-rate", Config: loadtest.Config{Scenario: "connect", Conns: 5000, Duration: time.Second, Settle: time.Second}, Metric: "connect_rate", Unit: "conns/s", Lower: false},
 		{Name: "broadcast-19k", Config: loadtest.Config{Scenario: "push", Conns: 19000, Duration: 8 * time.Second, Push: loadtest.PushConfig{Rate: 5}}, Metric: "last_p99_ms", Unit: "ms", Lower: true, Only: "herald"},
 		{Name: "cluster-push-30k", Config: loadtest.Config{Scenario: "push", Conns: 30000, Procs: 2, Duration: 10 * time.Second, Push: loadtest.PushConfig{Rate: 5, Channels: 3}}, Metric: "last_p99_ms", Unit: "ms", Lower: true, Only: "herald-cluster"},
+		{Name: "channels-subscribed-10k", Channels: &channelLoad{Channels: 10_000, Conns: 100}, Metric: "rss_per_channel", Unit: "B", Lower: true, Only: "herald"},
+		{Name: "channels-subscribed-100k", Channels: &channelLoad{Channels: 100_000, Conns: 1000}, Metric: "rss_per_channel", Unit: "B", Lower: true, Only: "herald"},
+		{Name: "channels-one-message-10k", Channels: &channelLoad{Channels: 10_000, Size: 100}, Metric: "rss_per_channel", Unit: "B", Lower: true, Only: "herald"},
+		{Name: "channels-one-message-100k", Channels: &channelLoad{Channels: 100_000, Size: 100}, Metric: "rss_per_channel", Unit: "B", Lower: true, Only: "herald"},
 	}
-	if *scen != "" {
-		var keep []scenario
-		for _, s := range scenarios {
-			if strings.Contains(","+*scen+",", ","+s.Name+",") {
-				keep = append(keep, s)
-			}
-		}
-		scenarios = keep
+	partial := *scen != ""
+	if partial {
+		var err error
+		scenarios, err = selectScenarios(scenarios, *scen)
+		must(err)
 	}
 
 	var data map[string]map[string][]measurement // scenario -> server -> repeats
@@ -131,8 +138,8 @@ func main() {
 	must(err)
 	rel, err := filepath.Rel(filepath.Dir(*results), *charts)
 	must(err)
-	report := render(servers, scenarios, data, *repeats, cs, rel)
-	report += targets(data)
+	report := render(servers, scenarios, data, *repeats, cs, rel, partial)
+	report += targets(scenarios, data)
 	if *micro {
 		report += microBenchmarks()
 	}
@@ -193,11 +200,7 @@ func loadResults(outDir string, servers []server, scenarios []scenario) (map[str
 				if err != nil {
 					return nil, 0, err
 				}
-				var res loadtest.Result
-				if err := json.Unmarshal(b, &res); err != nil {
-					return nil, 0, fmt.Errorf("%s: %w", f, err)
-				}
-				m, err := measurementOf(&res)
+				m, err := decodeResult(sc, b)
 				if err != nil {
 					log.Printf("%s: %v", f, err)
 					continue
@@ -214,6 +217,23 @@ func loadResults(outDir string, servers []server, scenarios []scenario) (map[str
 		return nil, 0, fmt.Errorf("no results in %s", outDir)
 	}
 	return data, repeats, nil
+}
+
+// decodeResult reads one raw JSON result of sc: a channelResult for the
+// channel-memory scenarios, a loadtest.Result for the others.
+func decodeResult(sc scenario, b []byte) (measurement, error) {
+	if sc.Channels != nil {
+		var res channelResult
+		if err := json.Unmarshal(b, &res); err != nil {
+			return nil, err
+		}
+		return res.measurement()
+	}
+	var res loadtest.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, err
+	}
+	return measurementOf(&res)
 }
 
 func peerArgs(addr, _ string) []string { return []string{"-addr", addr} }
@@ -237,8 +257,39 @@ func run(dir, name string, args ...string) {
 	}
 }
 
+// selectScenarios keeps the scenarios named in the comma-separated list,
+// in the report's order; a name that matches none is an error, so that a
+// typo does not silently measure nothing.
+func selectScenarios(all []scenario, list string) ([]scenario, error) {
+	want := map[string]bool{}
+	for _, n := range strings.Split(list, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			want[n] = true
+		}
+	}
+	var keep []scenario
+	for _, sc := range all {
+		if want[sc.Name] {
+			keep = append(keep, sc)
+			delete(want, sc.Name)
+		}
+	}
+	if len(want) > 0 {
+		var unknown []string
+		for n := range want {
+			unknown = append(unknown, n)
+		}
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("unknown scenarios: %s", strings.Join(unknown, ", "))
+	}
+	return keep, nil
+}
+
 // measure starts s, runs sc against it and stops it.
 func measure(s server, sc scenario, ips []net.IP, outDir string, rep int) (measurement, error) {
+	if sc.Channels != nil {
+		return measureChannels(s, sc, outDir, rep)
+	}
 	if s.Cluster {
 		return measureCluster(s, sc, ips, outDir, rep)
 	}
@@ -348,9 +399,17 @@ func median(ms []measurement, key string) (float64, bool) {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2, true
 }
 
-func render(servers []server, scenarios []scenario, data map[string]map[string][]measurement, repeats int, cs []chart, chartDir string) string {
+func render(servers []server, scenarios []scenario, data map[string]map[string][]measurement, repeats int, cs []chart, chartDir string, partial bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Benchmark results\n\nGenerated by `make bench-peers` (benchmarks/peerbench); do not edit by hand.\n\n")
+	if partial {
+		var names []string
+		for _, sc := range scenarios {
+			names = append(names, sc.Name)
+		}
+		fmt.Fprintf(&b, "# Benchmark results (part)\n\nGenerated by benchmarks/peerbench with `-scenarios %s`, a part of what `make bench-peers` runs; do not edit by hand.\n\n", strings.Join(names, ","))
+	} else {
+		fmt.Fprintf(&b, "# Benchmark results\n\nGenerated by `make bench-peers` (benchmarks/peerbench); do not edit by hand.\n\n")
+	}
 	fmt.Fprintf(&b, "- Date: %s\n- Machine: %s\n- Go: %s\n- Repeats: %d per measurement, interleaved across servers; figures are medians, ratios are the peer's median over Herald's from the same run.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), machine(), goVersion(), repeats)
 	fmt.Fprintf(&b, "Load generator and servers share the machine; server figures come from /proc/PID (RSS, utime+stime), so loopback kernel work done in the server's context is included.\n\n")
@@ -361,6 +420,9 @@ func render(servers []server, scenarios []scenario, data map[string]map[string][
 		}
 	}
 	for _, sc := range scenarios {
+		if sc.Channels != nil {
+			continue // one section for all of them, below
+		}
 		fmt.Fprintf(&b, "## %s\n\n%s\n\n", sc.Name, describe(sc))
 		fmt.Fprintf(&b, "| server | %s (%s) | vs Herald | other medians |\n|---|---:|---:|---|\n", sc.Metric, sc.Unit)
 		base, haveBase := median(data[sc.Name]["herald"], sc.Metric)
@@ -391,6 +453,7 @@ func render(servers []server, scenarios []scenario, data map[string]map[string][
 		}
 		b.WriteString("\n")
 	}
+	b.WriteString(renderChannels(scenarios, data))
 	return b.String()
 }
 
@@ -518,8 +581,10 @@ func measureCluster(s server, sc scenario, ips []net.IP, outDir string, rep int)
 	return runAndSave(cfg, outDir, fmt.Sprintf("%s-%s-%d.json", sc.Name, s.Name, rep))
 }
 
-// targets checks the issue tracker's targets against this run's medians.
-func targets(data map[string]map[string][]measurement) string {
+// targets checks the issue tracker's targets against this run's medians;
+// targets on scenarios that were not selected are left out, and so is the
+// section when none is left.
+func targets(scenarios []scenario, data map[string]map[string][]measurement) string {
 	type check struct {
 		what             string
 		scenario, metric string
@@ -535,6 +600,20 @@ func targets(data map[string]map[string][]measurement) string {
 		{"server CPU per echoed message at most half of nbio's (100 x 64 B)", "echo-100x64B", "cpu_per_msg", "nbio", 0.5, 0},
 		{"broadcast to 10k: time to last delivery (p99) at most half of nbio's", "broadcast-10k", "last_p99_ms", "nbio", 0.5, 0},
 		{"broadcast to 10k: p99 under 40 ms", "broadcast-10k", "last_p99_ms", "", 0, 40},
+	}
+	selected := map[string]bool{}
+	for _, sc := range scenarios {
+		selected[sc.Name] = true
+	}
+	var kept []check
+	for _, c := range checks {
+		if selected[c.scenario] {
+			kept = append(kept, c)
+		}
+	}
+	checks = kept
+	if len(checks) == 0 {
+		return ""
 	}
 	var b strings.Builder
 	b.WriteString("## Targets\n\nEach target from the issue tracker, checked against this run's medians.\n\n| target | Herald | bound | met |\n|---|---:|---:|---|\n")
