@@ -66,6 +66,22 @@ func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
 // collectors are the node's series beyond api.Stats.
 func (n *Node) collectors() []prometheus.Collector {
 	c := []prometheus.Collector{newConnCollector(n.engine)}
+	st := n.engine.Stats()
+	pool := n.pool
+	c = append(c,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "herald", Name: "inbound_buffered_bytes",
+			Help: "Inbound bytes connections hold for unfinished messages (bounded by -max-inbound-buffer)."},
+			func() float64 { return float64(st.InboundBuffered.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "herald", Name: "work_queue_depth",
+			Help: "Broker calls waiting for a worker (bounded by -work-queue)."},
+			func() float64 { return float64(pool.Queued()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "herald", Name: "work_refused_total",
+			Help: "Broker calls refused because the work queue was full (answered unavailable)."},
+			func() float64 { return float64(pool.Refused()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "herald", Name: "broker_gaps_total",
+			Help: "Continuity losses the broker reported; each made the channel's local subscribers recover from history."},
+			func() float64 { return float64(n.hub.Stats().Gaps) }),
+	)
 	c = append(c, n.hub.Metrics().Collectors()...)
 	return append(c, n.metered.Collectors()...)
 }
