@@ -75,10 +75,12 @@ proxy-deps:
 test-deps:
 	@sh scripts/install-test-deps.sh || echo "packaging tools not installed: the packaging tests will skip (CI requires them)"
 
-## fuzz: every fuzz target for FUZZTIME each
+## fuzz: every fuzz target of every package for FUZZTIME each (FUZZPAR workers)
+FUZZPKGS ?= $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./benchmarks/')))
+FUZZPAR  ?= 2
 fuzz:
-	@for p in ./codec/ ./api/; do for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
-		echo "== $$p $$t"; $(GO) test $$p -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; \
+	@for p in $(FUZZPKGS); do for t in $$($(GO) test -list '^Fuzz' ./$$p | grep '^Fuzz'); do \
+		echo "== $$p $$t"; $(GO) test ./$$p -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s -parallel $(FUZZPAR) || exit 1; \
 	done; done
 
 ## bench: codec and fan-out micro-benchmarks
