@@ -169,8 +169,7 @@ type Session struct {
 	state    State
 	reason   CloseReason
 	route    uint8 // 1 + index of the handler in the loop's routes; 0 before the upgrade and after OnClose
-	flags    flags
-	window   uint8 // negotiated server_max_window_bits, 15 when unlimited
+	flags    flags // also the negotiated deflate window (see windowShift)
 }
 
 // flags are a session's yes/no facts, one bit each.
@@ -185,6 +184,19 @@ const (
 	lingering
 	finSent // write side shut down after the lingering close frame
 )
+
+// The negotiated server_max_window_bits (8-15) lives in flags' upper bits
+// as 15-bits (so the zero value means the full window), so that a Session stays within its 128-byte size class: an
+// idle server holds one per connection.
+const (
+	windowShift       = 4
+	windowMask  flags = 7 << windowShift
+)
+
+func (s *Session) setWindow(bits int) {
+	bits = min(max(bits, 8), 15)
+	s.flags = s.flags&^windowMask | flags(15-bits)<<windowShift
+}
 
 func (s *Session) is(f flags) bool { return s.flags&f != 0 }
 
@@ -210,7 +222,7 @@ func (s *Session) Deflate() bool { return s.dec.Compression }
 
 // DeflateWindowBits is the negotiated server_max_window_bits (8-15, 15 when
 // the client set no limit); meaningful only when Deflate.
-func (s *Session) DeflateWindowBits() int { return int(s.window) }
+func (s *Session) DeflateWindowBits() int { return 15 - int(s.flags&windowMask>>windowShift) }
 
 // CloseReason reports why the session ended (zero while it is open).
 func (s *Session) CloseReason() CloseReason { return s.reason }
@@ -402,7 +414,7 @@ func (s *Session) upgrade(in []byte, scanned int) int {
 		return n
 	}
 	s.dec.Compression = cfg.Compression && req.Deflate
-	s.window = uint8(req.DeflateWindowBits())
+	s.setWindow(req.DeflateWindowBits())
 	s.loop.out = codec.AppendAccept(s.loop.out, req, s.dec.Compression)
 	s.loop.httpEnd = len(s.loop.out)
 	s.state = StateOpen
@@ -533,7 +545,7 @@ func (s *Session) Send(op ws.OpCode, payload []byte) {
 		return
 	}
 	cfg := s.loop.Config
-	s.loop.out = codec.AppendMessageWindow(s.loop.out, op, payload, s.dec.Compression, cfg.CompressionMinSize, int(s.window))
+	s.loop.out = codec.AppendMessageWindow(s.loop.out, op, payload, s.dec.Compression, cfg.CompressionMinSize, s.DeflateWindowBits())
 	s.loop.Stats.MessagesOut.Add(1)
 }
 
