@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,26 +18,6 @@ import (
 )
 
 const waitTimeout = 20 * time.Second
-
-// chromium finds the browser, or skips (fails with
-// HERALD_REQUIRE_BROWSER=1) when there is none.
-func chromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("HERALD_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "/usr/bin/chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	const msg = "Chromium not found (chromium, chromium-browser, google-chrome, $HERALD_CHROMIUM); install it with scripts/install-chromium.sh"
-	if os.Getenv("HERALD_REQUIRE_BROWSER") == "1" {
-		t.Fatal(msg + " (HERALD_REQUIRE_BROWSER=1)")
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // pageErrors collects exceptions and console.error calls of the page.
 type pageErrors struct {
@@ -172,7 +151,7 @@ func (p *tab) dump() string {
 // shows live figures that move as the test publishes, the top channels
 // come from the hub, and a publish from the form reaches a subscriber.
 func TestAdminPage(t *testing.T) {
-	exe := chromium(t)
+	exe := testutil.Chromium(t)
 	const key = "admin-test-key"
 	n := testutil.StartNode(t, testutil.NodeOptions{APIKey: key, Options: testutil.Options{MaxConns: 50}})
 	api := "http://" + n.APIAddr().String()

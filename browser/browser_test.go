@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,26 +30,6 @@ import (
 
 // waitTimeout bounds every wait on the page or the server.
 const waitTimeout = 20 * time.Second
-
-// chromiumPath finds the browser, or skips (fails with
-// HERALD_REQUIRE_BROWSER=1) when there is none.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("HERALD_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "/usr/bin/chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	const msg = "Chromium not found (looked for chromium, /usr/bin/chromium, chromium-browser, google-chrome, $HERALD_CHROMIUM); install it with scripts/install-chromium.sh"
-	if os.Getenv("HERALD_REQUIRE_BROWSER") == "1" {
-		t.Fatal(msg + " (HERALD_REQUIRE_BROWSER=1)")
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // startNode starts a node with the browser client mounted on its API. With
 // fixed addresses (a restart) it retries while the old node's ports are
@@ -310,7 +289,7 @@ func shows(offset uint64) string {
 // told with recovered:false), a publish while the server is down (which
 // must not appear), and a client-side disconnect whose gap is replayed.
 func TestDemoReconnectsAndRecovers(t *testing.T) {
-	exe := chromiumPath(t)
+	exe := testutil.Chromium(t)
 	node := startNode(t, "127.0.0.1:0", "127.0.0.1:0")
 	t.Cleanup(func() { node.Stop() }) // the node running at the end
 	clientAddr, apiAddr := node.Addr().String(), node.APIAddr().String()
@@ -486,7 +465,7 @@ func (p *blackholeProxy) close() {
 // and turns the connection into a black hole: the page must notice the
 // missing pong, reconnect, and get what was published meanwhile.
 func TestMissingPongReconnects(t *testing.T) {
-	exe := chromiumPath(t)
+	exe := testutil.Chromium(t)
 	node := startNode(t, "127.0.0.1:0", "127.0.0.1:0")
 	t.Cleanup(node.Stop)
 	proxy := startProxy(t, node.Addr().String())
@@ -531,7 +510,7 @@ func TestMissingPongReconnects(t *testing.T) {
 // token in ?token=, and the client's promise-based requests resolve on an
 // ack and reject with the server's error code.
 func TestTokenAndRequests(t *testing.T) {
-	exe := chromiumPath(t)
+	exe := testutil.Chromium(t)
 	const secret = "browser-test-secret"
 	node := startNodeWith(t, "127.0.0.1:0", "127.0.0.1:0", secret)
 	t.Cleanup(node.Stop)

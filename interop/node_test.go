@@ -43,25 +43,7 @@ var nodeModes = []struct {
 // hide a broken setup).
 func TestNodeWS(t *testing.T) {
 	t.Parallel()
-	unavailable := func(msg string) {
-		t.Helper()
-		if os.Getenv("HERALD_REQUIRE_NODE") == "1" {
-			t.Fatal(msg + " (HERALD_REQUIRE_NODE=1 forbids skipping)")
-		}
-		t.Skip(msg)
-	}
-	nodeBin, err := exec.LookPath("node")
-	if err != nil {
-		unavailable("node is not on PATH: install Node.js 18 or newer to run the ws interop test")
-	}
-	// go test runs in the package directory, interop/.
-	script, err := filepath.Abs(filepath.Join("node", "echo_client.js"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join("node", "node_modules", "ws", "package.json")); err != nil {
-		unavailable("interop/node/node_modules is missing: run `npm ci --prefix interop/node`")
-	}
+	nodeBin, script := nodeScript(t, "echo_client.js")
 
 	srv := testutil.Start(t, testutil.Options{Compression: true, CompressionMinSize: 0})
 	relay := startProxy(t, srv.Addr().String())
@@ -149,4 +131,33 @@ func checkNodeWire(t *testing.T, mode string, deflate bool, r *wireReport) {
 	if last := r.received[len(r.received)-1]; last.op != opClose {
 		t.Fatalf("%s: server sent opcode %#x after its close frame", mode, last.op)
 	}
+}
+
+// nodeScript returns node's path and the absolute path of interop/node/name
+// (go test runs in interop/). Without node or `npm ci --prefix
+// interop/node` the test skips, unless HERALD_REQUIRE_NODE=1 makes that a
+// failure (for CI, where skipping would hide a broken setup).
+func nodeScript(t *testing.T, name string) (nodeBin, script string) {
+	t.Helper()
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		nodeUnavailable(t, "node is not on PATH: install Node.js 18 or newer to run the ws interop test")
+	}
+	script, err = filepath.Abs(filepath.Join("node", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join("node", "node_modules", "ws", "package.json")); err != nil {
+		nodeUnavailable(t, "interop/node/node_modules is missing: run `npm ci --prefix interop/node`")
+	}
+	return nodeBin, script
+}
+
+// nodeUnavailable skips, or fails with HERALD_REQUIRE_NODE=1.
+func nodeUnavailable(t *testing.T, msg string) {
+	t.Helper()
+	if os.Getenv("HERALD_REQUIRE_NODE") == "1" {
+		t.Fatal(msg + " (HERALD_REQUIRE_NODE=1 forbids skipping)")
+	}
+	t.Skip(msg)
 }

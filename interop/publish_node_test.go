@@ -24,17 +24,7 @@ import (
 // npm install, unless HERALD_REQUIRE_NODE=1.
 func TestNodeSubscriberSurvivesBadPublish(t *testing.T) {
 	t.Parallel()
-	nodeBin, err := exec.LookPath("node")
-	if err != nil {
-		nodeUnavailable(t, "node is not on PATH: install Node.js 18 or newer to run the ws interop test")
-	}
-	if _, err := os.Stat(filepath.Join("node", "node_modules", "ws", "package.json")); err != nil {
-		nodeUnavailable(t, "interop/node/node_modules is missing: run `npm ci --prefix interop/node`")
-	}
-	script, err := filepath.Abs(filepath.Join("node", "subscribe_client.js"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	nodeBin, script := nodeScript(t, "subscribe_client.js")
 	n := testutil.StartNode(t, testutil.NodeOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
@@ -84,12 +74,4 @@ func TestNodeSubscriberSurvivesBadPublish(t *testing.T) {
 	if len(res.Received) != 1 || string(res.Received[0]) != `{"last":true}` {
 		t.Fatalf("subscriber received %s, want only the valid publication", lines.Bytes())
 	}
-}
-
-func nodeUnavailable(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("HERALD_REQUIRE_NODE") == "1" {
-		t.Fatal(msg + " (HERALD_REQUIRE_NODE=1 forbids skipping)")
-	}
-	t.Skip(msg)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -37,24 +36,7 @@ var windowModes = []struct {
 // HERALD_REQUIRE_NODE=1.
 func TestNodeWindowBits(t *testing.T) {
 	t.Parallel()
-	unavailable := func(msg string) {
-		t.Helper()
-		if os.Getenv("HERALD_REQUIRE_NODE") == "1" {
-			t.Fatal(msg + " (HERALD_REQUIRE_NODE=1 forbids skipping)")
-		}
-		t.Skip(msg)
-	}
-	nodeBin, err := exec.LookPath("node")
-	if err != nil {
-		unavailable("node is not on PATH: install Node.js 18 or newer to run the ws interop test")
-	}
-	script, err := filepath.Abs(filepath.Join("node", "window_client.js"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join("node", "node_modules", "ws", "package.json")); err != nil {
-		unavailable("interop/node/node_modules is missing: run `npm ci --prefix interop/node`")
-	}
+	nodeBin, script := nodeScript(t, "window_client.js")
 
 	srv := testutil.Start(t, testutil.Options{Compression: true, CompressionMinSize: 0, MaxMessageSize: 1 << 20})
 	relay := startProxy(t, srv.Addr().String())

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,27 +12,9 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-)
 
-// chromiumPath finds the browser, or skips (fails with
-// HERALD_REQUIRE_BROWSER=1), as the browser package's tests do.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("HERALD_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "/usr/bin/chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	const msg = "Chromium not found (looked for chromium, chromium-browser, google-chrome, $HERALD_CHROMIUM); install it with scripts/install-chromium.sh"
-	if os.Getenv("HERALD_REQUIRE_BROWSER") == "1" {
-		t.Fatal(msg + " (HERALD_REQUIRE_BROWSER=1)")
-	}
-	t.Skip(msg)
-	return ""
-}
+	"github.com/herald-ws/herald/internal/testutil"
+)
 
 // tab is one headless Chromium tab that accepts the test server
 // certificate, by its public key only: every other certificate error
@@ -176,7 +156,7 @@ func rawClosedWith(name string, code int) string {
 // missed counter stays 0) and nothing twice. Plain page WebSockets see
 // 1001 at shutdown and 1009 for a too-large message, through nginx.
 func TestChromiumWSSRecoversAcrossRestart(t *testing.T) {
-	exe := chromiumPath(t)
+	exe := testutil.Chromium(t)
 	e := newEnv(t, envOptions{MaxMessageSize: 4096})
 	tb := openTab(t, exe, e.ca.SPKIHash())
 
