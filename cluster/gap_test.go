@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"net/http"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +74,20 @@ func TestNoGapAfterNATSReconnect(t *testing.T) {
 			t.Fatalf("%s ended with %d messages, want %d", name, n, want)
 		}
 	}
+	// The operator sees the reconnect.
+	if _, body, err := testutil.APIRequest(a, http.MethodGet, "/metrics", "", nil); err != nil || !regexp.MustCompile(`(?m)^herald_broker_reconnects_total [1-9]`).Match(body) {
+		t.Fatalf("herald_broker_reconnects_total after a reconnect: err %v, metrics:\n%s", err, grepLines(body, "herald_broker_reconnects_total"))
+	}
+}
+
+func grepLines(b []byte, sub string) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // stallingBroker stalls the hub's Deliver on demand, as a hub that falls

@@ -504,6 +504,10 @@ func (b *Broker) Recover(ctx context.Context, channel string, since uint64, hist
 	return r, nil
 }
 
+// Reconnects is how many times the NATS connection reconnected since the
+// node started (herald_broker_reconnects_total).
+func (b *Broker) Reconnects() int64 { return int64(b.nc.Stats().Reconnects) }
+
 // Ready is nil while connected to NATS with the stream in place.
 func (b *Broker) Ready() error {
 	if !b.nc.IsConnected() {
