@@ -411,7 +411,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 		s.waker.forget(int(fd))
 	}
 	e.OnConnClosed()
-	s.stats.CountClose(e.CloseReason())
+	s.stats.CountClose(e.CloseReason(), uint16(e.CloseCode()))
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("connection closed", "reason", e.CloseReason().String(), "code", int(e.CloseCode()), "err", err)
 	}

@@ -22,15 +22,18 @@ import (
 // close or refusal, nothing per message).
 type connCollector struct {
 	eng                           *engine.Server
-	closes, refused, max, perLoop *prometheus.Desc
+	closes, codes, refused, max, perLoop *prometheus.Desc
 }
 
 func newConnCollector(eng *engine.Server) *connCollector {
 	return &connCollector{
 		eng: eng,
 		closes: prometheus.NewDesc("herald_connection_closes_total",
-			"Client connections that ended, by reason (peer, protocol_error, handshake_rejected, handshake_timeout, idle_timeout, slow_consumer, going_away, policy, close_timeout; unknown for any other).",
+			"Client connections that ended, by reason (peer, protocol_error, handshake_rejected, handshake_timeout, idle_timeout, slow_consumer, going_away, policy, close_timeout, inbound_budget, resync; unknown for any other).",
 			[]string{"reason"}, nil),
+		codes: prometheus.NewDesc("herald_connection_close_codes_total",
+			"Client connections that ended, by the WebSocket close code the server sent or echoed (none: no close frame, e.g. an HTTP refusal or a dropped connection; other: a code a peer chose, 1010, 1013 or 3000-4999).",
+			[]string{"code"}, nil),
 		refused: prometheus.NewDesc("herald_upgrades_refused_total",
 			"Upgrade requests answered with an HTTP error instead of 101, by status (0: a status outside 100-599). Sums to herald_handshake_rejects_total.",
 			[]string{"status"}, nil),
@@ -44,6 +47,7 @@ func newConnCollector(eng *engine.Server) *connCollector {
 
 func (c *connCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.closes
+	ch <- c.codes
 	ch <- c.refused
 	ch <- c.max
 	ch <- c.perLoop
@@ -53,6 +57,9 @@ func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.eng.Stats()
 	st.Closes(func(r session.CloseReason, n int64) {
 		ch <- prometheus.MustNewConstMetric(c.closes, prometheus.CounterValue, float64(n), r.String())
+	})
+	st.CloseCodes(func(code string, n int64) {
+		ch <- prometheus.MustNewConstMetric(c.codes, prometheus.CounterValue, float64(n), code)
 	})
 	st.Refused(func(status int, n int64) {
 		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(n), strconv.Itoa(status))

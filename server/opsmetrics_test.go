@@ -164,6 +164,12 @@ func TestOperatorMetrics(t *testing.T) {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
 		}
 	}
+	if got, want := sum(fams, "herald_connection_close_codes_total"), sum(fams, "herald_connection_closes_total"); got != want || got == 0 {
+		t.Errorf("closes by code sum to %v, closes by reason to %v", got, want)
+	}
+	if got := value(fams, "herald_connection_close_codes_total", "code=none"); got < 1 {
+		t.Errorf(`herald_connection_close_codes_total{code="none"} = %v, want the refused upgrade counted`, got)
+	}
 	if got, want := sum(fams, "herald_upgrades_refused_total"), value(fams, "herald_handshake_rejects_total"); got != want {
 		t.Errorf("refusals by status sum to %v, herald_handshake_rejects_total is %v", got, want)
 	}

@@ -1,6 +1,9 @@
 package session
 
-import "sync/atomic"
+import (
+	"strconv"
+	"sync/atomic"
+)
 
 // Stats are server-wide counters, updated by every loop with atomic adds
 // (one add per batch, not per byte) and safe to read from any goroutine.
@@ -26,6 +29,7 @@ type Stats struct {
 	// (slot 0: a status outside 100-599). Both are fixed arrays, so the
 	// label sets they feed are bounded whatever clients do.
 	closes  [maxCloseReasons]atomic.Int64
+	codes   [len(closeCodeClasses)]atomic.Int64 // by the close code sent, closeCodeClasses
 	refused [600]atomic.Int64
 }
 
@@ -33,14 +37,43 @@ type Stats struct {
 // larger value is counted as unnamed.
 const maxCloseReasons = 32
 
-// CountClose records that a connection ended for r. The engine calls it
-// once per connection, after Closed.
-func (s *Stats) CountClose(r CloseReason) {
+// closeCodeClasses are the label values of closes by code: the close
+// code the server sent (or echoed), "none" when it sent none (an HTTP
+// refusal, a connection that simply dropped), and "other" for the
+// registered or private codes an application peer may echo (1010, 1013,
+// 3000-4999). A bounded set, whatever peers send.
+var closeCodeClasses = [...]string{"none", "1000", "1001", "1002", "1003", "1007", "1008", "1009", "1011", "1012", "other"}
+
+func closeCodeClass(code uint16) int {
+	if code == 0 {
+		return 0
+	}
+	for i, c := range closeCodeClasses[1 : len(closeCodeClasses)-1] {
+		if c == strconv.Itoa(int(code)) {
+			return i + 1
+		}
+	}
+	return len(closeCodeClasses) - 1
+}
+
+// CountClose records that a connection ended for r after the server sent
+// (or echoed) close code code (0: none). The engine calls it once per
+// connection, after OnConnClosed.
+func (s *Stats) CountClose(r CloseReason, code uint16) {
 	i := int(r)
 	if i >= maxCloseReasons || r.String() == "unknown" {
 		i = 0
 	}
 	s.closes[i].Add(1)
+	s.codes[closeCodeClass(code)].Add(1)
+}
+
+// CloseCodes calls f for every close code class with its count, zero
+// included.
+func (s *Stats) CloseCodes(f func(code string, n int64)) {
+	for i, c := range closeCodeClasses {
+		f(c, s.codes[i].Load())
+	}
 }
 
 // Refuse records an upgrade refused with an HTTP status; it also counts it

@@ -14,14 +14,14 @@ func TestStatsCountClose(t *testing.T) {
 		}
 		named++
 		for range int(r) {
-			s.CountClose(r)
+			s.CountClose(r, 0)
 		}
 	}
 	if named < int(CloseTimeout) {
 		t.Fatalf("%d named close reasons below %d slots: a reason was added past the table", named, maxCloseReasons)
 	}
-	s.CountClose(0)
-	s.CountClose(200) // out of range: counted unnamed
+	s.CountClose(0, 0)
+	s.CountClose(200, 0) // out of range: counted unnamed
 	seen := map[CloseReason]int64{}
 	s.Closes(func(r CloseReason, n int64) {
 		if _, dup := seen[r]; dup {
@@ -93,5 +93,18 @@ func TestStatsRefuse(t *testing.T) {
 				t.Errorf("refused %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestStatsCloseCodes(t *testing.T) {
+	var s Stats
+	for _, c := range []uint16{0, 1000, 1000, 1001, 1008, 1012, 4000, 1013, 1009} {
+		s.CountClose(ClosePeer, c)
+	}
+	got := map[string]int64{}
+	s.CloseCodes(func(code string, n int64) { got[code] = n })
+	want := map[string]int64{"none": 1, "1000": 2, "1001": 1, "1002": 0, "1003": 0, "1007": 0, "1008": 1, "1009": 1, "1011": 0, "1012": 1, "other": 2}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("close codes %v, want %v", got, want)
 	}
 }
