@@ -21,7 +21,7 @@ import (
 // scrape time from the engine's counters (the loops pay one atomic add per
 // close or refusal, nothing per message).
 type connCollector struct {
-	eng                           *engine.Server
+	eng                                  *engine.Server
 	closes, codes, refused, max, perLoop *prometheus.Desc
 }
 
