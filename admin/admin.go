@@ -39,7 +39,7 @@ type Config struct {
 type Snapshot struct {
 	Time  int64     `json:"time"` // unix milliseconds when the snapshot was taken
 	Node  Node      `json:"node"`
-	Nodes []Node    `json:"nodes"` // every node of the cluster this node knows; today only itself
+	Nodes []Node    `json:"nodes"` // this node, then every other node of the cluster heard from in the last 3 s
 	Stats api.Stats `json:"stats"`
 	// MaxConnections is -max-conns (0: no limit); LoopConnections the open
 	// connections per event loop.

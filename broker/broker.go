@@ -97,3 +97,15 @@ var (
 	// did not confirm it in time; it may or may not have been stored.
 	ErrUnknownOutcome = errors.New("broker: publish outcome unknown")
 )
+
+// Directory is implemented by clustered brokers: every node announces
+// itself to the others through the broker, so that any node can list the
+// cluster (the admin page's node list).
+type Directory interface {
+	// Announce sets what this node says about itself (JSON, built on each
+	// announcement); it is called once, before or after Start.
+	Announce(describe func() []byte)
+	// Nodes returns the latest announcement of every node heard from within
+	// the directory's TTL, this node's included.
+	Nodes() [][]byte
+}

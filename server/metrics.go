@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-ws/herald/admin"
+	"github.com/herald-ws/herald/broker"
 	"github.com/herald-ws/herald/engine"
 	"github.com/herald-ws/herald/session"
 )
@@ -101,8 +103,10 @@ func (n *Node) httpExtra() map[string]http.Handler {
 	return extra
 }
 
-// adminSnapshot gathers what the admin page shows.
-func (n *Node) adminSnapshot() admin.Snapshot {
+// selfNode describes this node for the admin page and the cluster's node
+// directory. Its ID is the host name and the client listener's address,
+// unique however many nodes share a machine.
+func (n *Node) selfNode() admin.Node {
 	self := admin.Node{
 		ID:      hostname(),
 		Version: buildVersion(),
@@ -115,16 +119,52 @@ func (n *Node) adminSnapshot() admin.Snapshot {
 	if a := n.APIAddr(); a != nil {
 		self.APIAddr = a.String()
 	}
+	if a := n.Addr(); a != nil {
+		self.ID += "/" + a.String()
+	}
 	if err := n.Ready(); err != nil {
 		self.NotReady = err.Error()
 	} else {
 		self.Ready = true
 	}
+	return self
+}
+
+// announceSelf makes a clustered broker announce this node to the others.
+func (n *Node) announceSelf() {
+	if d, ok := n.broker.(broker.Directory); ok {
+		d.Announce(func() []byte {
+			b, _ := json.Marshal(n.selfNode())
+			return b
+		})
+	}
+}
+
+// clusterNodes lists the nodes the broker's directory heard from (self
+// first); only self without a clustered broker.
+func (n *Node) clusterNodes(self admin.Node) []admin.Node {
+	nodes := []admin.Node{self}
+	d, ok := n.broker.(broker.Directory)
+	if !ok {
+		return nodes
+	}
+	for _, raw := range d.Nodes() {
+		var o admin.Node
+		if json.Unmarshal(raw, &o) == nil && o.ID != self.ID {
+			nodes = append(nodes, o)
+		}
+	}
+	return nodes
+}
+
+// adminSnapshot gathers what the admin page shows.
+func (n *Node) adminSnapshot() admin.Snapshot {
+	self := n.selfNode()
 	hm := n.hub.Metrics()
 	return admin.Snapshot{
 		Time:            time.Now().UnixMilli(),
 		Node:            self,
-		Nodes:           []admin.Node{self},
+		Nodes:           n.clusterNodes(self),
 		Stats:           n.Stats(),
 		MaxConnections:  n.engine.MaxConns(),
 		LoopConnections: n.engine.LoopConns(),

@@ -195,6 +195,7 @@ func (n *Node) Start() error {
 			}
 		}()
 	}
+	n.announceSelf() // after the listeners: the description reads their addresses
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/herald-ws/herald/broker"
 )
@@ -97,6 +98,9 @@ type Broker struct {
 	repaired atomic.Uint64
 	gaps     atomic.Uint64
 
+	dir directory
+	key string // this node's key in the node directory
+
 	stop chan struct{}
 	done sync.WaitGroup
 }
@@ -144,6 +148,7 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b := &Broker{
 		cfg:  cfg,
+		key:  nuid.Next(),
 		log:  cfg.Logger,
 		subs: map[string]*subscription{},
 		stop: make(chan struct{}),
