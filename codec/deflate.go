@@ -80,15 +80,24 @@ func inflate(out *bytebufferpool.ByteBuffer, payload []byte, limit int64) error 
 	if err := f.flat.(flate.Resetter).Reset(&f.src, nil); err != nil {
 		return ErrBadCompression
 	}
+	// The limit is checked after every read and before the read's error,
+	// and no read may go more than one byte past it, so which error a
+	// message that is both too big and corrupt gets (1009 or 1007) depends
+	// only on its bytes: 1009 when it inflates past the limit before the
+	// corruption. Before, it depended on the pooled buffer's capacity.
 	for {
 		if len(out.B) == cap(out.B) {
 			out.B = append(out.B, 0)[:len(out.B)]
 		}
+		buf := out.B[len(out.B):cap(out.B)]
+		if room := limit + 1 - int64(len(out.B)); limit > 0 && int64(len(buf)) > room {
+			buf = buf[:room]
+		}
+		n, err := f.flat.Read(buf)
+		out.B = out.B[:len(out.B)+n]
 		if limit > 0 && int64(len(out.B)) > limit {
 			return ErrMessageTooBig
 		}
-		n, err := f.flat.Read(out.B[len(out.B):cap(out.B)])
-		out.B = out.B[:len(out.B)+n]
 		if err == io.EOF {
 			break
 		}

@@ -226,3 +226,27 @@ func TestDeflateNotNegotiated(t *testing.T) {
 		t.Fatalf("err %v, want ErrReservedBits", err)
 	}
 }
+
+// A message that inflates past the limit and then turns out corrupt gets
+// ErrMessageTooBig whatever the capacity of the buffer it inflates into
+// (found by FuzzDecoder: with a large pooled buffer the corruption was
+// read in the same call and won, so a peer's close code depended on pool
+// state).
+func TestInflateLimitBeforeCorruptionIsDeterministic(t *testing.T) {
+	var z bytes.Buffer
+	fw, _ := flate.NewWriter(&z, flate.BestSpeed)
+	_, _ = fw.Write(make([]byte, 70_000)) // crosses the limit in the read that meets the corruption
+	_ = fw.Flush()
+	payload := append(z.Bytes()[:z.Len()-4:z.Len()-4], 0xff, 0xff, 0xff, 0xff) // a sync flush, then an invalid block
+	for _, c := range []int{0, 1, 1000, 65536, 65537, 70_000, 200_000} {
+		out := &bytebufferpool.ByteBuffer{B: make([]byte, 0, c)}
+		if err := inflate(out, payload, 65536); !errors.Is(err, ErrMessageTooBig) {
+			t.Errorf("buffer capacity %d: %v, want ErrMessageTooBig", c, err)
+		}
+	}
+	// Within the limit, the corruption is what it is.
+	out := &bytebufferpool.ByteBuffer{}
+	if err := inflate(out, payload, 1<<20); !errors.Is(err, ErrBadCompression) {
+		t.Errorf("limit above the inflated size: %v, want ErrBadCompression", err)
+	}
+}
