@@ -52,6 +52,7 @@ type Memory struct {
 
 	shards   [memShards]memShard
 	channels atomic.Int64 // channels held, for MaxChannels
+	forgot   atomic.Int64 // channels forgotten since memory was last handed back
 	closed   atomic.Bool
 	stop     chan struct{}
 	done     chan struct{}
@@ -67,8 +68,9 @@ const memShards = 64
 // deliveries: a publication is delivered while it is held, so the hub sees
 // each channel's publications in offset order.
 type memShard struct {
-	mu sync.Mutex
-	m  map[string]*memChannel
+	mu   sync.Mutex
+	m    map[string]*memChannel
+	peak int // the most channels m held since it was last copied (a Go map keeps its buckets)
 }
 
 // memChannel is one channel's offsets, history and interest (32 bytes).
@@ -219,6 +221,15 @@ func (m *Memory) forgetLocked(sh *memShard, name string) {
 	if _, ok := sh.m[name]; ok {
 		delete(sh.m, name)
 		m.channels.Add(-1)
+		m.forgot.Add(1)
+		sh.peak = max(sh.peak, len(sh.m)+1)
+		if sh.peak >= 256 && len(sh.m) < sh.peak/4 {
+			c := make(map[string]*memChannel, len(sh.m))
+			for k, v := range sh.m {
+				c[k] = v
+			}
+			sh.m, sh.peak = c, len(c)
+		}
 	}
 }
 
@@ -404,17 +415,23 @@ func (m *Memory) sweep() {
 			return
 		case <-t.C:
 		}
-		forgot := m.forgetIdle()
-		forgot += m.dedup.expire(time.Now().UnixNano())
+		m.forgetIdle()
+		m.forgot.Add(int64(m.dedup.expire(time.Now().UnixNano())))
 		// The runtime returns freed pages slowly; after a burst of
 		// short-lived channels (clients subscribing to fresh names and
-		// leaving) give them back now, at most every 10 s.
-		if forgot >= 10_000 && time.Since(lastFree) > 10*time.Second {
+		// leaving, forgotten at once or by this sweep) give them back now,
+		// at most every 10 s.
+		if m.forgot.Load() >= freeAfterForgetting && time.Since(lastFree) > 10*time.Second {
+			m.forgot.Store(0)
 			debug.FreeOSMemory()
 			lastFree = time.Now()
 		}
 	}
 }
+
+// freeAfterForgetting is how many forgotten channels (or expired
+// idempotency keys) make the sweeper hand freed memory back to the OS.
+const freeAfterForgetting = 10_000
 
 // forgetIdle forgets every idle channel and reports how many.
 func (m *Memory) forgetIdle() int {

@@ -54,8 +54,11 @@ type Hub struct {
 
 	mu       sync.RWMutex // guards channels and each channel's loops
 	channels map[string]*channel
-	inline   bool // the broker never blocks: call it on the loop
-	ownPool  bool
+	// channelsPeak is the most channels held since the map was last
+	// copied (shrunk); guarded by mu.
+	channelsPeak int
+	inline       bool // the broker never blocks: call it on the loop
+	ownPool      bool
 
 	// interestMu serialises broker Subscribe/Unsubscribe calls per channel
 	// (striped, so one slow channel does not hold up the others).
@@ -647,6 +650,24 @@ func (h *Hub) dropIfUnused(name string, ch *channel) {
 	h.mu.Lock()
 	if !ch.wanted && !ch.inBroker && len(ch.loops) == 0 && h.channels[name] == ch {
 		delete(h.channels, name)
+		h.channels = shrunk(h.channels, &h.channelsPeak)
 	}
 	h.mu.Unlock()
+}
+
+// shrunk returns m, or a copy of it once it holds less than a quarter of
+// the most it held (at least 1,024): a Go map keeps its buckets after
+// deletes, so a burst of short-lived channels would otherwise pin their
+// memory for good. peak tracks the most m held since the last copy.
+func shrunk[K comparable, V any](m map[K]V, peak *int) map[K]V {
+	*peak = max(*peak, len(m)+1) // +1: the entry just deleted
+	if *peak < 1024 || len(m) >= *peak/4 {
+		return m
+	}
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	*peak = len(c)
+	return c
 }

@@ -48,22 +48,18 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// TestSoakIdleMemoryPerConnection runs the real binary with default flags
-// (heartbeats and the idle timeout on) and holds 10,000 idle /ws
-// connections. It asserts a bound that catches a regression by a large
-// factor, not a performance figure: below 1.5 KiB of server RSS per
-// connection (about 780 B when this was written; benchmarks/RESULTS.md
-// has the measured figure).
-func TestSoakIdleMemoryPerConnection(t *testing.T) {
-	const conns = 10000
+// startHerald builds and starts the real binary with default flags plus
+// extra, waits until it is ready and returns its pid and addresses.
+func startHerald(t *testing.T, extra ...string) (pid int, addr, apiAddr string) {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "herald")
 	build := exec.Command("go", "build", "-o", bin, "../cmd/herald")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		t.Fatalf("go build: %v", err)
 	}
-	addr, apiAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "serve", "-addr", addr, "-api-addr", apiAddr, "-log-level", "warn")
+	addr, apiAddr = freeAddr(t), freeAddr(t)
+	cmd := exec.Command(bin, append([]string{"serve", "-addr", addr, "-api-addr", apiAddr, "-log-level", "warn"}, extra...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -83,8 +79,20 @@ func TestSoakIdleMemoryPerConnection(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return cmd.Process.Pid, addr, apiAddr
+}
+
+// TestSoakIdleMemoryPerConnection runs the real binary with default flags
+// (heartbeats and the idle timeout on) and holds 10,000 idle /ws
+// connections. It asserts a bound that catches a regression by a large
+// factor, not a performance figure: below 1.5 KiB of server RSS per
+// connection (about 780 B when this was written; benchmarks/RESULTS.md
+// has the measured figure).
+func TestSoakIdleMemoryPerConnection(t *testing.T) {
+	const conns = 10000
+	pid, addr, _ := startHerald(t)
 	time.Sleep(500 * time.Millisecond)
-	before := vmRSS(t, cmd.Process.Pid)
+	before := vmRSS(t, pid)
 
 	held := make([]net.Conn, conns)
 	var wg sync.WaitGroup
@@ -120,7 +128,7 @@ func TestSoakIdleMemoryPerConnection(t *testing.T) {
 	default:
 	}
 	time.Sleep(2 * time.Second) // settle, as herald loadtest -scenario connect does
-	after := vmRSS(t, cmd.Process.Pid)
+	after := vmRSS(t, pid)
 	perConn := (after - before) / conns
 	t.Logf("server RSS %d KiB -> %d KiB: %d B per idle /ws connection", before>>10, after>>10, perConn)
 	if perConn > 1536 {
