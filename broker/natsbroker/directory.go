@@ -41,6 +41,10 @@ func (b *Broker) Announce(describe func() []byte) {
 	}
 	if _, err := b.nc.Subscribe(nodesSubject, b.heardFrom); err != nil {
 		b.log.Warn("node directory subscribe", "err", err)
+	} else if b.nc.IsConnected() {
+		// Registered before Start returns, so the node's NATS interest is
+		// settled when it reports itself started.
+		_ = b.nc.FlushTimeout(time.Second)
 	}
 	b.done.Add(1)
 	go b.announce()
