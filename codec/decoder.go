@@ -45,7 +45,7 @@ var messagePool bytebufferpool.Pool
 //
 // The zero value is ready to use with no size limit and no compression; set
 // MaxMessageSize and Compression before the first call. A Decoder is not
-// safe for concurrent use. Its idle size is 48 bytes: a message buffer is
+// safe for concurrent use. Its idle size is 40 bytes: a message buffer is
 // taken from a pool only while a message spans several calls or fragments.
 type Decoder struct {
 	// MaxMessageSize bounds a message's payload (after inflation); zero
@@ -53,24 +53,43 @@ type Decoder struct {
 	// ErrMessageTooBig from its header alone, before its payload is buffered.
 	MaxMessageSize int64
 
-	// frame whose header was consumed but whose payload is still arriving
-	frameLeft int64
-	mask      [4]byte
-	maskOff   uint8
-	inFrame   bool
-	frameFin  bool
-
-	// message in progress
-	msgActive     bool
-	msgOp         ws.OpCode
-	msgCompressed bool
-	utf8          UTF8State
+	frameLeft int64 // payload bytes still to come of the frame in progress
+	msgLen    int64 // wire bytes of the message in progress so far
+	// buf assembles a message across calls; once the message is complete
+	// (bit done) it backs the last Event's payload instead, until the next
+	// call. The two uses never overlap, so one field serves both.
+	buf *bytebufferpool.ByteBuffer
+	// mask is the frame in progress's masking key, rotated as payload is
+	// consumed so that the next byte always takes mask[0].
+	mask  [4]byte
+	msgOp ws.OpCode
+	utf8  UTF8State
 	// Compression is true once permessage-deflate was negotiated: RSV1 then
 	// marks a compressed message.
 	Compression bool
-	msgLen      int64
-	buf         *bytebufferpool.ByteBuffer // assembles a message across calls
-	done        *bytebufferpool.ByteBuffer // backs the last Event's payload
+	bits        decoderBits
+}
+
+// decoderBits are the Decoder's yes/no facts, packed so that an idle
+// Decoder is 40 bytes (one per connection).
+type decoderBits uint8
+
+const (
+	inFrame       decoderBits = 1 << iota // a frame's header was consumed, its payload is still arriving
+	frameFin                              // that frame ends its message
+	msgActive                             // a data message is in progress
+	msgCompressed                         // that message is compressed (RSV1)
+	done                                  // buf backs the last Event's payload
+)
+
+func (d *Decoder) is(b decoderBits) bool { return d.bits&b != 0 }
+
+func (d *Decoder) set(b decoderBits, on bool) {
+	if on {
+		d.bits |= b
+	} else {
+		d.bits &^= b
+	}
 }
 
 // Next decodes the next event from in, which must start where the previous
@@ -84,7 +103,7 @@ type Decoder struct {
 func (d *Decoder) Next(in []byte) (ev Event, n int, err error) {
 	d.releaseDone()
 	for {
-		if d.inFrame {
+		if d.is(inFrame) {
 			if d.frameLeft > 0 {
 				avail := int64(len(in) - n)
 				if avail == 0 {
@@ -92,8 +111,8 @@ func (d *Decoder) Next(in []byte) (ev Event, n int, err error) {
 				}
 				take := min(avail, d.frameLeft)
 				chunk := in[n : n+int(take)]
-				ws.Cipher(chunk, d.mask, int(d.maskOff))
-				d.maskOff = uint8((int64(d.maskOff) + take) & 3)
+				ws.Cipher(chunk, d.mask, 0)
+				d.rotateMask(int(take & 3))
 				n += int(take)
 				d.frameLeft -= take
 				if err := d.appendChunk(chunk); err != nil {
@@ -103,10 +122,10 @@ func (d *Decoder) Next(in []byte) (ev Event, n int, err error) {
 					return Event{}, n, nil
 				}
 			}
-			d.inFrame = false
-			if d.frameFin {
+			d.set(inFrame, false)
+			if d.is(frameFin) {
 				payload := d.buf.B
-				d.done, d.buf = d.buf, nil
+				d.set(done, true)
 				ev, err := d.completeMessage(payload, true)
 				return ev, n, err
 			}
@@ -133,9 +152,9 @@ func (d *Decoder) Next(in []byte) (ev Event, n int, err error) {
 		}
 
 		if h.OpCode != ws.OpContinuation {
-			d.msgActive = true
+			d.set(msgActive, true)
 			d.msgOp = h.OpCode
-			d.msgCompressed = h.Rsv1()
+			d.set(msgCompressed, h.Rsv1())
 			d.utf8 = utf8Accept
 			d.msgLen = 0
 		}
@@ -159,14 +178,25 @@ func (d *Decoder) Next(in []byte) (ev Event, n int, err error) {
 		}
 
 		n += hlen
-		d.inFrame = true
-		d.frameFin = h.Fin
+		d.set(inFrame, true)
+		d.set(frameFin, h.Fin)
 		d.frameLeft = h.Length
 		d.mask = h.Mask
-		d.maskOff = 0
 		if d.buf == nil {
 			d.buf = messagePool.Get()
 		}
+	}
+}
+
+// rotateMask turns the masking key by n bytes (0-3), so that after n
+// payload bytes the next one is again unmasked with mask[0].
+func (d *Decoder) rotateMask(n int) {
+	if n == 0 {
+		return
+	}
+	m := d.mask
+	for i := range d.mask {
+		d.mask[i] = m[(i+n)&3]
 	}
 }
 
@@ -178,7 +208,7 @@ func (d *Decoder) Next(in []byte) (ev Event, n int, err error) {
 // by that much; inflate then enforces the exact limit.
 func (d *Decoder) wireLimit() int64 {
 	limit := d.MaxMessageSize
-	if limit > 0 && d.msgCompressed {
+	if limit > 0 && d.is(msgCompressed) {
 		if slack := limit>>10 + 64; limit <= math.MaxInt64-slack {
 			limit += slack
 		}
@@ -189,7 +219,6 @@ func (d *Decoder) wireLimit() int64 {
 // Reset drops any partial frame or message and returns pooled buffers. Call
 // it when the connection closes.
 func (d *Decoder) Reset() {
-	d.releaseDone()
 	if d.buf != nil {
 		messagePool.Put(d.buf)
 	}
@@ -199,16 +228,17 @@ func (d *Decoder) Reset() {
 // Buffered reports how many payload bytes of an unfinished message the
 // Decoder holds.
 func (d *Decoder) Buffered() int {
-	if d.buf == nil {
+	if d.buf == nil || d.is(done) {
 		return 0
 	}
 	return len(d.buf.B)
 }
 
 func (d *Decoder) releaseDone() {
-	if d.done != nil {
-		messagePool.Put(d.done)
-		d.done = nil
+	if d.is(done) {
+		messagePool.Put(d.buf)
+		d.buf = nil
+		d.set(done, false)
 	}
 }
 
@@ -235,7 +265,7 @@ func (d *Decoder) checkHeader(h ws.Header) error {
 		return nil
 	}
 	if h.OpCode == ws.OpContinuation {
-		if !d.msgActive {
+		if !d.is(msgActive) {
 			return ErrUnexpectedContinuation
 		}
 		if h.Rsv != 0 {
@@ -243,7 +273,7 @@ func (d *Decoder) checkHeader(h ws.Header) error {
 		}
 		return nil
 	}
-	if d.msgActive {
+	if d.is(msgActive) {
 		return ErrExpectedContinuation
 	}
 	if h.Rsv1() && !d.Compression {
@@ -256,7 +286,7 @@ func (d *Decoder) checkHeader(h ws.Header) error {
 // assembled, validating text as it goes so a bad byte fails the message
 // before the rest of it arrives.
 func (d *Decoder) appendChunk(chunk []byte) error {
-	if d.msgOp == ws.OpText && !d.msgCompressed {
+	if d.msgOp == ws.OpText && !d.is(msgCompressed) {
 		d.utf8 = d.utf8.Feed(chunk)
 		if !d.utf8.Valid() {
 			return ErrInvalidUTF8
@@ -269,15 +299,16 @@ func (d *Decoder) appendChunk(chunk []byte) error {
 // completeMessage finishes the message whose payload is p. fed says whether
 // p already went through the UTF-8 validator chunk by chunk.
 func (d *Decoder) completeMessage(p []byte, fed bool) (Event, error) {
-	d.msgActive = false
-	if d.msgCompressed {
+	d.set(msgActive, false)
+	if d.is(msgCompressed) {
 		out := messagePool.Get()
 		if err := inflate(out, p, d.MaxMessageSize); err != nil {
 			messagePool.Put(out)
 			return Event{}, err
 		}
 		d.releaseDone()
-		d.done = out
+		d.buf = out
+		d.set(done, true)
 		p = out.B
 		fed = false
 	}

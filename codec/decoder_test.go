@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 )
@@ -616,14 +617,14 @@ func TestEventPayloadLifetime(t *testing.T) {
 	if err != nil || string(ev.Payload) != "assembled from pieces" {
 		t.Fatalf("%v %v", toRec(ev), err)
 	}
-	if d.done == nil || &d.done.B[0] != &ev.Payload[0] {
+	if !d.is(done) || d.buf == nil || &d.buf.B[0] != &ev.Payload[0] {
 		t.Fatalf("payload assembled across calls must come from the decoder's buffer")
 	}
-	if d.buf != nil {
-		t.Fatalf("no message in progress, but the decoder holds a buffer")
+	if d.Buffered() != 0 {
+		t.Fatalf("no message in progress, but the decoder reports %d buffered bytes", d.Buffered())
 	}
 	// The next call returns the buffer to the pool.
-	if _, _, err := d.Next(nil); err != nil || d.done != nil {
+	if _, _, err := d.Next(nil); err != nil || d.buf != nil || d.is(done) {
 		t.Fatalf("Next did not release the previous payload buffer: %v", err)
 	}
 }
@@ -640,7 +641,7 @@ func TestReset(t *testing.T) {
 		t.Fatalf("Buffered %d", d.Buffered())
 	}
 	d.Reset()
-	if d.buf != nil || d.done != nil || d.Buffered() != 0 {
+	if d.buf != nil || d.is(done) || d.Buffered() != 0 {
 		t.Fatalf("Reset kept buffers")
 	}
 	if d.MaxMessageSize != 1000 || !d.Compression {
@@ -664,15 +665,50 @@ func TestReset(t *testing.T) {
 	if _, _, err := d.Next(f[:7]); err != nil {
 		t.Fatal(err)
 	}
-	if ev, _, err := d.Next(f[7:]); err != nil || string(ev.Payload) != "in two calls" || d.done == nil {
+	if ev, _, err := d.Next(f[7:]); err != nil || string(ev.Payload) != "in two calls" || !d.is(done) || d.buf == nil {
 		t.Fatalf("%v %v: expected the payload in a pooled buffer", toRec(ev), err)
 	}
 	d.Reset()
-	if d.done != nil || d.buf != nil {
+	if d.is(done) || d.buf != nil {
 		t.Fatalf("Reset kept the payload buffer")
 	}
 	// Reset of a zero Decoder is harmless, and twice as well.
 	var z Decoder
 	z.Reset()
 	z.Reset()
+}
+
+// An idle server holds one Decoder per connection, inside its session.
+func TestDecoderIdleSize(t *testing.T) {
+	if n := unsafe.Sizeof(Decoder{}); n > 40 {
+		t.Fatalf("Decoder is %d bytes, want at most 40", n)
+	}
+}
+
+// TestMaskRotation checks the rotated masking key against unmasking the
+// whole payload at once, for a frame split at every point.
+func TestMaskRotation(t *testing.T) {
+	payload := "abcdefghijklmnopqrstuvwxyz0123456789"
+	f := text(fin, payload)
+	for cut1 := 1; cut1 < len(f); cut1++ {
+		for cut2 := cut1; cut2 < len(f); cut2++ {
+			var d Decoder
+			var got, pending []byte
+			for _, part := range [][]byte{f[:cut1], f[cut1:cut2], f[cut2:]} {
+				pending = append(pending, part...)
+				ev, n, err := d.Next(pending)
+				if err != nil {
+					t.Fatalf("cuts %d,%d: %v", cut1, cut2, err)
+				}
+				pending = bytes.Clone(pending[n:])
+				if ev.Kind == EventMessage {
+					got = append(got, ev.Payload...)
+				}
+			}
+			if string(got) != payload {
+				t.Fatalf("cuts %d,%d: got %q", cut1, cut2, got)
+			}
+			d.Reset()
+		}
+	}
 }

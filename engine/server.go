@@ -159,7 +159,7 @@ func (l *loop) waitWritable(s *session.Session) error {
 
 // conn is a session, whose Conn is gnet's connection. Its index in the
 // loop's list is the session's Slot. An idle server holds one per connection, so it is
-// kept to 128 bytes (a malloc size class): the loop is found from gnet's
+// kept to 112 bytes (a malloc size class): the loop is found from gnet's
 // connection when needed, not stored.
 type conn struct {
 	session.Session

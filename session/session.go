@@ -186,7 +186,7 @@ const (
 )
 
 // The negotiated server_max_window_bits (8-15) lives in flags' upper bits
-// as 15-bits (so the zero value means the full window), so that a Session stays within its 128-byte size class: an
+// as 15-bits (so the zero value means the full window), so that a Session stays within its 112-byte size class: an
 // idle server holds one per connection.
 const (
 	windowShift       = 4
