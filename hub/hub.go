@@ -312,7 +312,7 @@ func (h *Hub) deliverOnLoop(sl *loopSubs, p broker.Publication, f *sharedFrame) 
 			continue // already sent (history, or a publication that raced the subscribe)
 		}
 		sub.last = p.Offset
-		sub.sess.SendFrame(f.frameFor(sub.sess.Deflate(), sub.sess.DeflateWindowBits()))
+		writeLive(sub.sess, p, f)
 		if !sub.sess.Flush() {
 			sub.sess.Abort(session.CloseSlowConsumer)
 			continue
@@ -500,8 +500,7 @@ func (h *Hub) sendOne(sub *Subscription, p broker.Publication, buf []byte) []byt
 		return buf
 	}
 	sub.last = p.Offset
-	buf = AppendMessageJSON(buf[:0], p)
-	sub.sess.Send(1, buf) // ws.OpText
+	buf = writeReplayed(sub.sess, p, buf)
 	h.delivered.Add(1)
 	return buf
 }
