@@ -14,16 +14,27 @@ import (
 // sharedFrame is one publication encoded once for every subscriber on every
 // loop. It goes back to its pool when the last loop task releases it.
 type sharedFrame struct {
-	plain    []byte // text frame
-	deflated []byte // permessage-deflate text frame, or nil
-	json     []byte // the message JSON, the plain frame's payload
-	// byWindow holds the deflated frame for sessions whose window is 8-14
-	// bits (index bits-8), built on first use under mu: only messages
-	// longer than such a window need one (codec.FrameWindowBits).
+	plain []byte // text frame
+	json  []byte // the message JSON, the plain frame's payload
+	// mu guards the compressed variants, built on first use: a
+	// publication nobody with permessage-deflate receives is never
+	// compressed. deflated is for the full window; byWindow holds the
+	// frame for sessions whose window is 8-14 bits (index bits-8), needed
+	// only for messages longer than such a window (codec.FrameWindowBits).
 	mu       sync.Mutex
+	compress bool // compression is on and the message is long enough
+	deflated []byte
 	byWindow [codec.MaxWindowBits - 8][]byte
-	refs     atomic.Int32
+	// ready has bit w-8 set once the variant for window w is built (bit 7:
+	// deflated), so that after the first subscriber the others read it
+	// without taking mu.
+	ready atomic.Uint32
+	refs  atomic.Int32
 }
+
+// Compressions counts the publications compressed (variants built), for
+// tests and metrics.
+var Compressions atomic.Int64
 
 var framePool = sync.Pool{New: func() any { return new(sharedFrame) }}
 
@@ -39,34 +50,42 @@ func AppendMessageJSON(dst []byte, p broker.Publication) []byte {
 	return append(dst, '}')
 }
 
-// encode builds the frame(s) for p. deflate asks for the compressed variant
-// as well (only when some session negotiated it).
+// encode builds p's plain frame. deflate says whether compressed variants
+// may be needed (compression is on); they are built by frameFor on first
+// use.
 func encode(p broker.Publication, deflate bool, minSize, refs int) *sharedFrame {
 	f := framePool.Get().(*sharedFrame)
 	f.json = AppendMessageJSON(f.json[:0], p)
 	f.plain = codec.AppendFrame(f.plain[:0], ws.OpText, f.json)
-	f.deflated = f.deflated[:0]
-	if deflate && len(f.json) >= minSize {
-		f.deflated = codec.AppendMessage(f.deflated, ws.OpText, f.json, true, minSize)
-	}
+	f.compress = deflate && len(f.json) >= minSize
 	f.refs.Store(int32(refs))
 	return f
 }
 
 // frameFor picks the encoding a session can read: plain, or deflated for
-// its negotiated window. Safe for concurrent use by the loops sharing f.
+// its negotiated window, compressing on first use. Safe for concurrent use
+// by the loops sharing f.
 func (f *sharedFrame) frameFor(deflate bool, windowBits int) []byte {
-	if !deflate || len(f.deflated) == 0 {
+	if !deflate || !f.compress {
 		return f.plain
 	}
 	w := codec.FrameWindowBits(len(f.json), windowBits)
+	bit := uint32(1) << (w - 8) // bit 7 is the full window's
+	if f.ready.Load()&bit == 0 {
+		f.mu.Lock()
+		if f.ready.Load()&bit == 0 {
+			if w == codec.MaxWindowBits {
+				f.deflated = codec.AppendMessage(f.deflated[:0], ws.OpText, f.json, true, 0)
+			} else {
+				f.byWindow[w-8] = codec.AppendMessageWindow(f.byWindow[w-8][:0], ws.OpText, f.json, true, 0, w)
+			}
+			Compressions.Add(1)
+			f.ready.Or(bit)
+		}
+		f.mu.Unlock()
+	}
 	if w == codec.MaxWindowBits {
 		return f.deflated
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.byWindow[w-8]) == 0 {
-		f.byWindow[w-8] = codec.AppendMessageWindow(f.byWindow[w-8][:0], ws.OpText, f.json, true, 0, w)
 	}
 	return f.byWindow[w-8]
 }
@@ -77,6 +96,8 @@ func (f *sharedFrame) release() {
 			f.plain, f.deflated, f.json = nil, nil, nil // do not pool huge buffers
 			f.byWindow = [codec.MaxWindowBits - 8][]byte{}
 		}
+		f.deflated = f.deflated[:0]
+		f.ready.Store(0)
 		for i := range f.byWindow {
 			f.byWindow[i] = f.byWindow[i][:0]
 		}

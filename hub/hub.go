@@ -43,7 +43,17 @@ type Config struct {
 	// subscription; past it the subscriber is closed as a slow consumer.
 	// Default 10,000.
 	MaxPending int
-	Logger     *slog.Logger
+	// InboxPublications and InboxBytes bound each event loop's inbox of
+	// publications waiting to be delivered (defaults
+	// DefaultInboxPublications, DefaultInboxBytes); AdmitWait is the
+	// longest Admit waits for a loop behind them (DefaultAdmitWait).
+	InboxPublications int
+	InboxBytes        int
+	AdmitWait         time.Duration
+	// Conflate reports whether a channel is conflated: a subscriber that is
+	// behind gets only its newest publication. Nil: none is.
+	Conflate func(channel string) bool
+	Logger   *slog.Logger
 }
 
 // Hub routes publications to subscribed sessions.
@@ -64,10 +74,18 @@ type Hub struct {
 	// (striped, so one slow channel does not hold up the others).
 	interestMu [64]sync.Mutex
 
+	// inboxes are the event loops' inboxes (guarded by mu); inboxList is
+	// the same, copied on change, for the metrics to read without a lock.
+	inboxes   map[*session.Loop]*inbox
+	inboxList atomic.Pointer[[]*inbox]
+
 	subscriptions atomic.Int64
 	delivered     atomic.Int64 // frames written to subscribers
 	publications  atomic.Int64 // publications received from the broker
 	gaps          atomic.Int64
+	conflated     atomic.Int64 // deliveries skipped by conflation
+	overflows     atomic.Int64 // publications a full inbox did not take (recovered from history)
+	refused       atomic.Int64 // publishes refused by Admit or Overloaded
 	metrics       *Metrics
 
 	pool *workpool.Pool
@@ -97,9 +115,18 @@ type channel struct {
 // loopSubs is one event loop's subscribers of one channel. Which loopSubs
 // a channel has is guarded by Hub.mu; list is touched only by that loop.
 type loopSubs struct {
-	name string // the channel
-	loop *session.Loop
-	list []*Subscription
+	name     string // the channel
+	loop     *session.Loop
+	inbox    *inbox
+	conflate bool // Config.Conflate(name)
+	list     []*Subscription
+	// Guarded by inbox.mu: where the newest publication queued for this
+	// list sits in the inbox (valid in generation queuedGen; -1: none),
+	// and whether a gap note is queued.
+	queuedAt  int32
+	queuedGen uint32
+	gapQueued bool
+	drainGen  uint32 // the drain that last saw a publication of the channel (conflation); the loop's only
 }
 
 // Subscription is one session's subscription to one channel. It is owned by
@@ -129,6 +156,15 @@ func New(cfg Config) *Hub {
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 10_000
 	}
+	if cfg.InboxPublications <= 0 {
+		cfg.InboxPublications = DefaultInboxPublications
+	}
+	if cfg.InboxBytes <= 0 {
+		cfg.InboxBytes = DefaultInboxBytes
+	}
+	if cfg.AdmitWait <= 0 {
+		cfg.AdmitWait = DefaultAdmitWait
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -137,6 +173,7 @@ func New(cfg Config) *Hub {
 		broker:    cfg.Broker,
 		log:       cfg.Logger,
 		channels:  map[string]*channel{},
+		inboxes:   map[*session.Loop]*inbox{},
 		pool:      cfg.Pool,
 		dirty:     map[string]struct{}{},
 		dirtyWake: make(chan struct{}, 1),
@@ -238,6 +275,9 @@ type Stats struct {
 	Publications  int64
 	Delivered     int64
 	Gaps          int64 // continuity losses reported by the broker
+	Conflated     int64 // deliveries skipped by conflation (and publications a full inbox replaced)
+	Overflows     int64 // publications a full inbox did not take; their subscribers recovered from history
+	Refused       int64 // publishes refused as overloaded (Admit, Overloaded)
 }
 
 // Stats returns a snapshot of the hub's counters.
@@ -245,13 +285,18 @@ func (h *Hub) Stats() Stats {
 	h.mu.RLock()
 	n := len(h.channels)
 	h.mu.RUnlock()
-	return Stats{Channels: n, Subscriptions: h.subscriptions.Load(), Publications: h.publications.Load(), Delivered: h.delivered.Load(), Gaps: h.gaps.Load()}
+	return Stats{
+		Channels: n, Subscriptions: h.subscriptions.Load(), Publications: h.publications.Load(),
+		Delivered: h.delivered.Load(), Gaps: h.gaps.Load(),
+		Conflated: h.conflated.Load(), Overflows: h.overflows.Load(), Refused: h.refused.Load(),
+	}
 }
 
-// Deliver is the broker's callback: it encodes p once and gives each loop
-// with subscribers one task that writes it to all of them. It may run on
-// any goroutine and never blocks. A gap (p.Gap) makes every local
-// subscriber of the channel recover from history.
+// Deliver is the broker's callback: it encodes p once and queues it in
+// the inbox of each event loop with subscribers of the channel (see
+// inbox.go); each loop then delivers everything queued with one write per
+// subscriber. It may run on any goroutine and never blocks. A gap (p.Gap)
+// makes every local subscriber of the channel recover from history.
 func (h *Hub) Deliver(p broker.Publication) {
 	var stack [16]*loopSubs
 	loops := stack[:0]
@@ -263,7 +308,7 @@ func (h *Hub) Deliver(p broker.Publication) {
 	if p.Gap {
 		h.gaps.Add(1)
 		for _, ls := range loops {
-			_ = ls.loop.Exec(func() { h.recoverLoop(ls) })
+			h.pushGap(ls.inbox, ls)
 		}
 		return
 	}
@@ -273,54 +318,8 @@ func (h *Hub) Deliver(p broker.Publication) {
 	}
 	f := encode(p, h.cfg.Compression, h.cfg.CompressionMinSize, len(loops))
 	for _, ls := range loops {
-		// An Exec error means the engine is stopping; whether the task
-		// still runs is then unknown, so the frame is not released here
-		// (releasing twice would hand it to the pool while in use). At
-		// worst it is left to the garbage collector.
-		_ = ls.loop.Exec(func() {
-			h.deliverOnLoop(ls, p, f)
-			f.release()
-		})
+		h.push(ls.inbox, ls, p, f)
 	}
-}
-
-// deliverOnLoop runs on sl's loop.
-func (h *Hub) deliverOnLoop(sl *loopSubs, p broker.Publication, f *sharedFrame) {
-	start := time.Now()
-	var sent int64
-	// Backwards, with a bounds check: a write can find a peer gone, and
-	// gnet then closes the connection inside Write, whose OnClose
-	// unsubscribes it here, swapping the last entry into its slot (one we
-	// have already visited).
-	for i := len(sl.list) - 1; i >= 0; i-- {
-		if i >= len(sl.list) {
-			continue
-		}
-		sub := sl.list[i]
-		if sub.closed {
-			continue
-		}
-		if sub.pending {
-			if len(*sub.held) >= h.cfg.MaxPending {
-				sub.sess.Abort(session.CloseSlowConsumer)
-				continue
-			}
-			*sub.held = append(*sub.held, p)
-			continue
-		}
-		if p.Offset <= sub.last {
-			continue // already sent (history, or a publication that raced the subscribe)
-		}
-		sub.last = p.Offset
-		writeLive(sub.sess, p, f)
-		if !sub.sess.Flush() {
-			sub.sess.Abort(session.CloseSlowConsumer)
-			continue
-		}
-		sent++
-	}
-	h.delivered.Add(sent)
-	h.metrics.observeFanOut(p, start, sent)
 }
 
 // recoverLoop runs on sl's loop after the broker lost continuity on its
@@ -559,7 +558,10 @@ func (h *Hub) loopSubsOf(name string, loop *session.Loop) *loopSubs {
 		ch = &channel{}
 		h.channels[name] = ch
 	}
-	ls := &loopSubs{name: name, loop: loop}
+	ls := &loopSubs{name: name, loop: loop, inbox: h.inboxOf(loop), queuedAt: -1}
+	if h.cfg.Conflate != nil {
+		ls.conflate = h.cfg.Conflate(name)
+	}
 	ch.subs.Add(1)
 	ch.loops = append(ch.loops, ls)
 	ch.wanted = true

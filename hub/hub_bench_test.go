@@ -118,6 +118,9 @@ func BenchmarkFanOut(b *testing.B) {
 // reports: allocations per publication are the same for 10 and 2,000
 // subscribers.
 func TestFanOutAllocationsDoNotGrowWithSubscribers(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items: allocations are counted in the non-race pass (make allocs)")
+	}
 	allocs := func(n int) float64 {
 		fl, sessions, conns := openSessions(t, n)
 		h := New(Config{Broker: broker.NewMemory(broker.MemoryConfig{})})
@@ -144,8 +147,8 @@ func TestFanOutAllocationsDoNotGrowWithSubscribers(t *testing.T) {
 	if large > small {
 		t.Fatalf("allocations per publication grew from %.1f (10 subscribers) to %.1f (2,000 subscribers)", small, large)
 	}
-	if small > 3 {
-		t.Fatalf("%.1f allocations per publication; want at most 3 (one task per loop)", small)
+	if small > 0 {
+		t.Fatalf("%.1f allocations per publication; want none (the inbox, its drain task and the frames are reused)", small)
 	}
 }
 

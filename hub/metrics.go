@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/herald-ws/herald/broker"
 )
 
 // Metrics are the hub's histograms, observed on the event loops once per
@@ -19,16 +17,23 @@ type Metrics struct {
 	// today it is the moment this node received it) to the moment a loop
 	// finished writing the frame to its subscribers of the channel.
 	Latency prometheus.Histogram
-	// FanOut is how long one loop took to write one publication to all
-	// its subscribers of the channel.
+	// FanOut is how long one loop took to deliver one drain of its inbox
+	// (every publication queued for it) to its subscribers.
 	FanOut prometheus.Histogram
+	// InboxLag is, once per drain, how long the oldest publication of the
+	// drain waited from its acceptance to the drain's start.
+	InboxLag prometheus.Histogram
+	// PerWrite is, once per drain, the deliveries per socket write: the
+	// coalescing factor.
+	PerWrite prometheus.Histogram
 }
 
 // LatencyBuckets and FanOutBuckets are the histograms' upper bounds, in
 // seconds.
 var (
-	LatencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
-	FanOutBuckets  = []float64{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
+	LatencyBuckets  = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+	FanOutBuckets   = []float64{0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
+	PerWriteBuckets = []float64{1, 1.5, 2, 3, 5, 10, 20, 50, 100, 500}
 )
 
 func newMetrics() *Metrics {
@@ -42,30 +47,59 @@ func newMetrics() *Metrics {
 		FanOut: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "herald",
 			Name:      "fanout_duration_seconds",
-			Help:      "Time one event loop spent writing one publication to all its subscribers of the channel.",
+			Help:      "Time one event loop spent delivering one drain of its inbox (every publication queued for it) to its subscribers.",
 			Buckets:   FanOutBuckets,
+		}),
+		InboxLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "herald",
+			Name:      "loop_inbox_lag_seconds",
+			Help:      "Time from the acceptance of the oldest publication of an event loop's inbox drain to the start of that drain; one observation per drain.",
+			Buckets:   LatencyBuckets,
+		}),
+		PerWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "herald",
+			Name:      "deliveries_per_write",
+			Help:      "Deliveries per socket write in one event loop drain (the coalescing factor); one observation per drain that wrote.",
+			Buckets:   PerWriteBuckets,
 		}),
 	}
 }
 
 // Collectors returns the collectors to register on /metrics.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.Latency, m.FanOut}
+	return []prometheus.Collector{m.Latency, m.FanOut, m.InboxLag, m.PerWrite}
 }
 
-// observeFanOut runs on a loop at the end of a fan-out that started at
-// start and wrote p to sent subscribers. A loop that wrote nothing (every
-// subscriber recovering, or already past p) observes nothing: it delivered
-// nothing whose latency could be measured.
-func (m *Metrics) observeFanOut(p broker.Publication, start time.Time, sent int64) {
-	if sent == 0 {
+// observeDrain runs on a loop at the end of a drain that started at start
+// and sent msgs messages with writes socket writes. A drain that wrote
+// nothing observes nothing.
+func (m *Metrics) observeDrain(start, end time.Time, msgs, writes int64) {
+	if writes == 0 {
 		return
 	}
-	end := time.Now()
 	m.FanOut.Observe(end.Sub(start).Seconds())
-	if !p.Time.IsZero() {
-		m.Latency.Observe(max(end.Sub(p.Time), 0).Seconds())
+	m.PerWrite.Observe(float64(msgs) / float64(writes))
+}
+
+// InboxDepth is one event loop's inbox: publications and bytes waiting.
+type InboxDepth struct {
+	Loop         int
+	Publications int64
+	Bytes        int64
+}
+
+// Inboxes returns the depth of every event loop's inbox. Safe from any
+// goroutine; it takes no lock.
+func (h *Hub) Inboxes() []InboxDepth {
+	list := h.inboxList.Load()
+	if list == nil {
+		return nil
 	}
+	out := make([]InboxDepth, 0, len(*list))
+	for _, in := range *list {
+		out = append(out, InboxDepth{Loop: in.index, Publications: in.depth.Load(), Bytes: in.depthBytes.Load()})
+	}
+	return out
 }
 
 // Metrics returns the hub's histograms.

@@ -15,6 +15,9 @@ type backlog struct {
 	// response) of which the kernel already has the beginning: whatever
 	// else is dropped, these must go out, or the stream breaks.
 	partial int
+	// gathering: the session is corked and none of b has been offered to
+	// the kernel yet (see Session.Cork); no OnWritable is awaited.
+	gathering bool
 }
 
 // backlogKeep bounds the buffer a pooled backlog keeps, so one burst does
@@ -49,7 +52,7 @@ func (bl *backlog) release() {
 	if cap(bl.b) > backlogKeep {
 		bl.b = nil
 	}
-	bl.b, bl.off, bl.partial = bl.b[:0], 0, 0
+	bl.b, bl.off, bl.partial, bl.gathering = bl.b[:0], 0, 0, false
 	backlogPool.Put(bl)
 }
 

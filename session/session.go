@@ -102,6 +102,22 @@ type Loop struct {
 	// own, one byte instead of an interface value.
 	routes     []Handler
 	routeIndex map[string]uint8
+	// gatherMsgs and gatherWrites count, since the last Gathered, the
+	// messages corked sessions gathered and the writes that sent them.
+	gatherMsgs, gatherWrites int64
+}
+
+// Gathered reports the messages corked sessions of the loop gathered and
+// the writes that sent them since the last call, and adds the messages to
+// Stats.MessagesOut (one atomic add for a whole fan-out). Loop goroutine
+// only.
+func (l *Loop) Gathered() (messages, writes int64) {
+	messages, writes = l.gatherMsgs, l.gatherWrites
+	l.gatherMsgs, l.gatherWrites = 0, 0
+	if messages > 0 {
+		l.Stats.MessagesOut.Add(messages)
+	}
+	return messages, writes
 }
 
 // NewLoop returns the shared state for one event loop. exec must run a
@@ -183,6 +199,9 @@ const (
 	// peer closes or the close timeout passes.
 	lingering
 	finSent // write side shut down after the lingering close frame
+	// corked: Send and SendFrame gather into the session's own buffer
+	// until Uncork (see Cork); bit 7, above the window bits.
+	corked flags = 1 << 7
 )
 
 // The negotiated server_max_window_bits (8-15) lives in flags' upper bits
@@ -231,13 +250,19 @@ func (s *Session) CloseReason() CloseReason { return s.reason }
 // it sent none).
 func (s *Session) CloseCode() ws.StatusCode { return ws.StatusCode(s.code) }
 
-// Backlog reports how many outbound bytes the kernel has not taken yet.
+// Backlog reports how many outbound bytes the kernel has not taken yet
+// (bytes gathered while corked and not yet offered to it count too).
 func (s *Session) Backlog() int {
 	if s.backlog == nil {
 		return 0
 	}
 	return len(s.backlog.b) - s.backlog.off
 }
+
+// Behind reports whether the kernel refused part of what the session last
+// wrote and the session is waiting for its socket to drain: a subscriber
+// that is not keeping up.
+func (s *Session) Behind() bool { return s.backlog != nil && !s.backlog.gathering }
 
 // HandleTraffic consumes every complete request, frame and message the
 // connection has buffered, answers them, flushes the replies with one write
@@ -492,7 +517,9 @@ func (s *Session) closeNow(r CloseReason, code ws.StatusCode, text string) {
 	}
 	l := s.loop
 	l.resetOut() // only this session's frames can be queued: they are dropped too
-	if bl := s.backlog; bl != nil {
+	if bl := s.backlog; bl != nil && bl.gathering {
+		s.releaseBacklog() // gathered while corked, none of it offered to the kernel yet
+	} else if bl != nil {
 		bl.b = bl.b[:bl.off+bl.partial]
 	}
 	s.reason = r
@@ -545,6 +572,13 @@ func (s *Session) Send(op ws.OpCode, payload []byte) {
 		return
 	}
 	cfg := s.loop.Config
+	if s.is(corked) {
+		if bl := s.gatherRoom(len(payload) + 14); bl != nil {
+			bl.b = codec.AppendMessageWindow(bl.b, op, payload, s.dec.Compression, cfg.CompressionMinSize, s.DeflateWindowBits())
+			s.gathered(bl)
+		}
+		return
+	}
 	s.loop.out = codec.AppendMessageWindow(s.loop.out, op, payload, s.dec.Compression, cfg.CompressionMinSize, s.DeflateWindowBits())
 	s.loop.Stats.MessagesOut.Add(1)
 }
@@ -556,8 +590,113 @@ func (s *Session) SendFrame(frame []byte) {
 	if s.state != StateOpen {
 		return
 	}
+	if s.is(corked) {
+		if bl := s.gatherRoom(len(frame)); bl != nil {
+			bl.push(frame)
+			s.gathered(bl)
+		}
+		return
+	}
 	s.loop.out = append(s.loop.out, frame...)
 	s.loop.Stats.MessagesOut.Add(1)
+}
+
+// GatherLimit bounds what a corked session gathers before it writes: past
+// it the gathered bytes go to the kernel at once, so one fan-out drain
+// cannot build megabytes per connection.
+const GatherLimit = 64 << 10
+
+// Cork makes the session gather what Send and SendFrame queue in a buffer
+// of its own, instead of the loop's scratch buffer, until Uncork writes it
+// all with one write: a fan-out that queues many publications for many
+// sessions of one loop then costs one write per session, not one per
+// publication (uWebSockets calls this corking). Cork returns true when it
+// corked the session, and the caller must then call Uncork before its task
+// returns; false when the session is not open or is already corked.
+//
+// While corked, the write-buffer limit applies as in Flush to a session
+// that is already behind, and a session that has gathered GatherLimit
+// bytes writes them at once and goes on gathering.
+func (s *Session) Cork() bool {
+	if s.state != StateOpen || s.is(corked) {
+		return false
+	}
+	s.flags |= corked
+	return true
+}
+
+// Uncork ends Cork: what the session gathered goes to the kernel with one
+// write, and what the kernel does not take becomes its backlog. A session
+// that is behind has gathered behind its backlog, which OnWritable sends.
+// ok is as for Flush: false when the peer is gone and the caller must have
+// the connection dropped.
+func (s *Session) Uncork() (ok bool) {
+	if !s.is(corked) {
+		return s.state != StateClosed
+	}
+	s.flags &^= corked
+	if bl := s.backlog; bl != nil && bl.gathering {
+		if !s.writeGathered(bl) {
+			return false
+		}
+	}
+	return s.state != StateClosed
+}
+
+// gatherRoom returns the buffer a corked session gathers into, taking one
+// from the pool when the session has none; nil when the frame would pass
+// the write-buffer limit of a session that is behind, which is then closed
+// as a slow consumer (see Flush).
+func (s *Session) gatherRoom(n int) *backlog {
+	bl := s.backlog
+	if bl == nil {
+		bl = backlogPool.Get().(*backlog)
+		bl.gathering = true
+		s.backlog = bl
+		return bl
+	}
+	if limit := s.loop.Config.WriteBufferLimit; limit > 0 && !bl.gathering && s.Backlog()+n > limit {
+		s.loop.Stats.SlowConsumers.Add(1)
+		s.closeNow(CloseSlowConsumer, ws.StatusPolicyViolation, "slow consumer")
+		return nil
+	}
+	return bl
+}
+
+// gathered counts a message added to bl and writes bl when it reached
+// GatherLimit.
+func (s *Session) gathered(bl *backlog) {
+	s.loop.gatherMsgs++
+	if bl.gathering && len(bl.b) >= GatherLimit {
+		s.writeGathered(bl)
+	}
+}
+
+// writeGathered hands a gathering buffer to the kernel with one write. If
+// the kernel takes it all, the buffer goes back to the pool; what it does
+// not take stays as the session's backlog, and the engine is asked for
+// OnWritable. false: the socket failed and the session is closed.
+func (s *Session) writeGathered(bl *backlog) (ok bool) {
+	if len(bl.b) == 0 {
+		s.releaseBacklog()
+		return true
+	}
+	n, err := s.writeConn(bl.b)
+	s.loop.Stats.BytesOut.Add(int64(n))
+	s.loop.gatherWrites++
+	if err != nil {
+		s.releaseBacklog()
+		s.finish(ClosePeer)
+		return false
+	}
+	if n == len(bl.b) {
+		s.releaseBacklog()
+		return true
+	}
+	bl.gathering = false
+	bl.partial = unitEnd(bl.b, 0, n) - n
+	bl.off = n
+	return s.wait()
 }
 
 // Close starts the closing handshake with code and reason: the close frame
@@ -595,7 +734,7 @@ func (s *Session) Flush() (ok bool) {
 	// A connection with nothing pending always gets the write, however
 	// large (-max-message-size bounds what it can be); the limit catches
 	// connections whose unsent bytes pile up.
-	if limit := l.Config.WriteBufferLimit; limit > 0 && s.backlog != nil && s.Backlog()+len(l.out) > limit && s.state == StateOpen {
+	if limit := l.Config.WriteBufferLimit; limit > 0 && s.Behind() && s.Backlog()+len(l.out) > limit && s.state == StateOpen {
 		l.Stats.SlowConsumers.Add(1)
 		s.closeNow(CloseSlowConsumer, ws.StatusPolicyViolation, "slow consumer")
 		return s.state != StateClosed
@@ -611,7 +750,10 @@ func (s *Session) write() (ok bool) {
 	if len(l.out) == 0 {
 		return true
 	}
-	if bl := s.backlog; bl != nil {
+	if bl := s.backlog; bl != nil && bl.gathering {
+		bl.push(l.out) // corked: goes out with the rest at Uncork
+		return true
+	} else if bl != nil {
 		bl.push(l.out)
 		return true
 	}

@@ -1,0 +1,406 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/herald-ws/herald/broker"
+	"github.com/herald-ws/herald/session"
+)
+
+// ErrOverloaded refuses a publish while an event loop that must deliver it
+// is too far behind: nothing was published, and a retry later is safe.
+var ErrOverloaded = errors.New("hub: overloaded, retry later")
+
+// Inbox bounds, per event loop, and how long Admit waits for room.
+const (
+	DefaultInboxPublications = 4096
+	DefaultInboxBytes        = 64 << 20
+	DefaultAdmitWait         = time.Second
+)
+
+// inbox is one event loop's queue of publications waiting to be delivered
+// by it. Deliver appends under mu and hands the loop one drain task when
+// the inbox was empty; the drain takes everything queued at once and
+// delivers it with one write per subscriber (see drain). Its bounds are
+// Config.InboxPublications and InboxBytes: a publication that would pass
+// them is not queued (see push).
+type inbox struct {
+	loop  *session.Loop
+	index int // order of creation, the metrics' loop label
+
+	mu        sync.Mutex
+	q         []queued
+	live      int // entries of q not superseded (dead ones wait for the drain)
+	bytes     int // frame bytes of the live entries
+	scheduled bool
+	spare     []queued // the drained batch's slice, reused
+
+	depth      atomic.Int64 // live entries, for Admit and the gauges
+	depthBytes atomic.Int64
+	// room is closed (and replaced) when a drain leaves the inbox below
+	// its high-water mark while an Admit waits on it (roomWanted).
+	// Guarded by mu.
+	room       chan struct{}
+	roomWanted bool
+
+	// gen counts the queues taken (guarded by mu): a loopSubs' queuedAt
+	// is valid only in the generation it was set in.
+	gen uint32
+
+	// Owned by the loop's goroutine (the drain).
+	touched []*session.Session
+	passGen uint32 // counts drains, for loopSubs.drainGen
+	drainFn func()
+}
+
+// queued is one entry of an inbox.
+type queued struct {
+	ls *loopSubs
+	p  broker.Publication
+	f  *sharedFrame
+	// gap: ls lost publications (the inbox was full); its subscribers
+	// recover from history instead.
+	gap bool
+	// dead: superseded by a newer publication of a conflated channel
+	// while the inbox was full; its frame is already released.
+	dead bool
+	// superseded: a newer publication of the same conflated channel is in
+	// the same drain; subscribers that are behind skip this one.
+	superseded bool
+	wrote      bool // the drain queued it for at least one subscriber
+}
+
+func (h *Hub) newInbox(l *session.Loop, index int) *inbox {
+	in := &inbox{loop: l, index: index, room: make(chan struct{})}
+	in.drainFn = func() { h.drain(in) }
+	return in
+}
+
+// inboxOf returns loop's inbox, creating it on first use. Callers hold
+// h.mu for writing.
+func (h *Hub) inboxOf(l *session.Loop) *inbox {
+	in := h.inboxes[l]
+	if in == nil {
+		in = h.newInbox(l, len(h.inboxes))
+		h.inboxes[l] = in
+		h.inboxList.Store(appendInbox(h.inboxList.Load(), in))
+	}
+	return in
+}
+
+func appendInbox(old *[]*inbox, in *inbox) *[]*inbox {
+	var list []*inbox
+	if old != nil {
+		list = append(list, *old...)
+	}
+	list = append(list, in)
+	return &list
+}
+
+// highWater is the depth (in publications or bytes) past which a loop
+// counts as behind for Admit: three quarters of the inbox bounds, so a
+// publish admitted at the mark still finds room when it arrives.
+func (h *Hub) overHighWater(in *inbox) bool {
+	return in.depth.Load()*4 >= int64(h.cfg.InboxPublications)*3 ||
+		in.depthBytes.Load()*4 >= int64(h.cfg.InboxBytes)*3
+}
+
+// push queues p (encoded as f, one reference of which belongs to this
+// loop) for ls's loop. It never blocks on the loop. Past the inbox bounds
+// the publication is not queued: for a conflated channel it replaces the
+// channel's publication still queued, if any (a loop that far behind
+// gets the newest only); otherwise ls's subscribers are marked to recover
+// from history, which holds what they missed, so nothing is lost silently.
+func (h *Hub) push(in *inbox, ls *loopSubs, p broker.Publication, f *sharedFrame) {
+	size := len(f.plain)
+	schedule := false
+	in.mu.Lock()
+	full := in.live >= h.cfg.InboxPublications || (in.live > 0 && in.bytes+size > h.cfg.InboxBytes)
+	switch {
+	case !full:
+		in.q = append(in.q, queued{ls: ls, p: p, f: f})
+		in.live++
+		in.bytes += size
+		ls.queuedAt, ls.queuedGen = int32(len(in.q)-1), in.gen
+	case ls.conflate && ls.queuedGen == in.gen && ls.queuedAt >= 0 && !in.q[ls.queuedAt].gap && !in.q[ls.queuedAt].dead:
+		old := &in.q[ls.queuedAt]
+		old.dead = true
+		old.f.release()
+		in.bytes -= len(old.f.plain)
+		old.f = nil
+		in.q = append(in.q, queued{ls: ls, p: p, f: f})
+		in.bytes += size
+		ls.queuedAt = int32(len(in.q) - 1)
+		h.conflated.Add(1)
+		if len(in.q) >= 2*h.cfg.InboxPublications {
+			in.compact()
+		}
+	default:
+		f.release()
+		h.overflows.Add(1)
+		if !ls.gapQueued {
+			ls.gapQueued = true
+			in.q = append(in.q, queued{ls: ls, gap: true})
+			ls.queuedAt = -1
+		}
+	}
+	if !in.scheduled {
+		in.scheduled = true
+		schedule = true
+	}
+	in.depth.Store(int64(in.live))
+	in.depthBytes.Store(int64(in.bytes))
+	in.mu.Unlock()
+	if schedule {
+		// An Exec error means the engine is stopping: the loop's sessions
+		// go with it, and the queued frames are left to the collector.
+		_ = in.loop.Exec(in.drainFn)
+	}
+}
+
+// pushGap queues a note that ls's channel lost continuity in the broker:
+// the drain has its subscribers recover from history, in order with the
+// publications queued before it. It is not bounded by the inbox limits:
+// a loopSubs has at most one such note queued.
+func (h *Hub) pushGap(in *inbox, ls *loopSubs) {
+	in.mu.Lock()
+	queue := !ls.gapQueued
+	if queue {
+		ls.gapQueued = true
+		in.q = append(in.q, queued{ls: ls, gap: true})
+		ls.queuedAt = -1
+	}
+	schedule := queue && !in.scheduled
+	if schedule {
+		in.scheduled = true
+	}
+	in.mu.Unlock()
+	if schedule {
+		_ = in.loop.Exec(in.drainFn)
+	}
+}
+
+// compact drops the dead entries of a full inbox whose conflated channels
+// keep replacing their queued publication. Callers hold mu.
+func (in *inbox) compact() {
+	q := in.q[:0]
+	for _, it := range in.q {
+		if it.dead {
+			continue
+		}
+		q = append(q, it)
+		if it.gap {
+			it.ls.queuedAt = -1
+		} else {
+			it.ls.queuedAt = int32(len(q) - 1)
+		}
+	}
+	clear(in.q[len(q):])
+	in.q = q
+}
+
+// take swaps the inbox's queue for an empty one and returns it.
+func (in *inbox) take() []queued {
+	in.mu.Lock()
+	batch := in.q
+	in.q = in.spare[:0]
+	in.spare = nil
+	in.live, in.bytes = 0, 0
+	in.gen++
+	for i := range batch {
+		if batch[i].gap {
+			batch[i].ls.gapQueued = false
+		}
+	}
+	in.depth.Store(0)
+	in.depthBytes.Store(0)
+	in.mu.Unlock()
+	return batch
+}
+
+// finish returns the drained batch's slice and hands the loop the next
+// drain when more publications arrived meanwhile.
+func (in *inbox) finish(batch []queued, h *Hub) {
+	clear(batch)
+	in.mu.Lock()
+	if cap(batch) <= 4*h.cfg.InboxPublications {
+		in.spare = batch[:0]
+	}
+	again := len(in.q) > 0
+	in.scheduled = again
+	if in.roomWanted && !h.overHighWater(in) {
+		close(in.room)
+		in.room = make(chan struct{})
+		in.roomWanted = false
+	}
+	in.mu.Unlock()
+	if again {
+		_ = in.loop.Exec(in.drainFn)
+	}
+}
+
+// drain runs on in's loop: it delivers everything queued so far, each
+// subscriber corked so that all of the batch meant for one connection
+// goes out with one write, in the order the publications arrived.
+func (h *Hub) drain(in *inbox) {
+	batch := in.take()
+	start := time.Now()
+	if len(batch) > 0 && !batch[0].p.Time.IsZero() {
+		h.metrics.InboxLag.Observe(max(start.Sub(batch[0].p.Time), 0).Seconds())
+	}
+	// Conflation: mark every publication of a conflated channel that a
+	// newer one of the same channel follows in this batch.
+	in.passGen++
+	gen := in.passGen
+	for i := len(batch) - 1; i >= 0; i-- {
+		it := &batch[i]
+		if it.ls.conflate && !it.gap && !it.dead {
+			if it.ls.drainGen == gen {
+				it.superseded = true
+			}
+			it.ls.drainGen = gen
+		}
+	}
+	var sent int64
+	for i := range batch {
+		it := &batch[i]
+		switch {
+		case it.dead:
+		case it.gap:
+			h.recoverLoop(it.ls)
+		default:
+			n := h.deliverTo(in, it)
+			it.wrote = n > 0
+			sent += n
+		}
+	}
+	for i, s := range in.touched {
+		if !s.Uncork() {
+			s.Abort(session.CloseSlowConsumer)
+		}
+		in.touched[i] = nil
+	}
+	in.touched = in.touched[:0]
+	msgs, writes := in.loop.Gathered()
+	end := time.Now()
+	for i := range batch {
+		if it := &batch[i]; !it.dead && !it.gap {
+			if it.wrote && !it.p.Time.IsZero() {
+				h.metrics.Latency.Observe(max(end.Sub(it.p.Time), 0).Seconds())
+			}
+			it.f.release()
+		}
+	}
+	h.delivered.Add(sent)
+	h.metrics.observeDrain(start, end, msgs, writes)
+	in.finish(batch, h)
+}
+
+// deliverTo queues it's publication on each of its loop's subscribers of
+// the channel and returns how many it was queued for.
+func (h *Hub) deliverTo(in *inbox, it *queued) (sent int64) {
+	sl, p := it.ls, it.p
+	// Backwards, with a bounds check: a subscriber can be removed while
+	// we iterate (a failed write closes its session), and removal swaps
+	// the last entry into its slot, one we have already visited.
+	for i := len(sl.list) - 1; i >= 0; i-- {
+		if i >= len(sl.list) {
+			continue
+		}
+		sub := sl.list[i]
+		if sub.closed {
+			continue
+		}
+		if sub.pending {
+			if len(*sub.held) >= h.cfg.MaxPending {
+				sub.sess.Abort(session.CloseSlowConsumer)
+				continue
+			}
+			*sub.held = append(*sub.held, p)
+			continue
+		}
+		if p.Offset <= sub.last {
+			continue // already sent (history, or a publication that raced the subscribe)
+		}
+		if it.superseded && sub.sess.Behind() {
+			h.conflated.Add(1)
+			continue // a newer publication of the channel follows in this batch
+		}
+		sub.last = p.Offset
+		if sub.sess.Cork() {
+			in.touched = append(in.touched, sub.sess)
+		}
+		writeLive(sub.sess, p, it.f)
+		sent++
+	}
+	return sent
+}
+
+// Admit waits, up to the end of ctx or Config.AdmitWait, until every event
+// loop that would deliver a publication to channel has room for it, and
+// returns ErrOverloaded if one stays behind. A publish that Admit refused
+// was not made; one it admitted is delivered (or, should the inbox fill
+// up regardless, recovered from history by its subscribers). Safe from
+// any goroutine.
+func (h *Hub) Admit(ctx context.Context, channel string) error {
+	in := h.behind(channel)
+	if in == nil {
+		return nil
+	}
+	timer := time.NewTimer(h.cfg.AdmitWait)
+	defer timer.Stop()
+	for in != nil {
+		in.mu.Lock()
+		room := in.room
+		in.roomWanted = true
+		in.mu.Unlock()
+		if !h.overHighWater(in) {
+			in = h.behind(channel)
+			continue
+		}
+		select {
+		case <-room:
+		case <-ctx.Done():
+			h.refused.Add(1)
+			return ErrOverloaded
+		case <-timer.C:
+			h.refused.Add(1)
+			return ErrOverloaded
+		}
+		in = h.behind(channel)
+	}
+	return nil
+}
+
+// Overloaded reports, without waiting, whether a loop that would deliver a
+// publication to channel is behind: a client publishing over its own
+// connection is told to retry rather than held (the loop it runs on must
+// not block). It counts a refusal.
+func (h *Hub) Overloaded(channel string) bool {
+	if h.behind(channel) == nil {
+		return false
+	}
+	h.refused.Add(1)
+	return true
+}
+
+// behind returns an inbox of a loop with subscribers of channel that is
+// over its high-water mark, or nil.
+func (h *Hub) behind(channel string) *inbox {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	ch := h.channels[channel]
+	if ch == nil {
+		return nil
+	}
+	for _, ls := range ch.loops {
+		if h.overHighWater(ls.inbox) {
+			return ls.inbox
+		}
+	}
+	return nil
+}
