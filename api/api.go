@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"io"
@@ -70,6 +71,13 @@ type Config struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
+
+	// Admit is asked before each channel of a publish is sent to the
+	// broker; it may wait (within ctx) for the event loops that deliver
+	// the channel to catch up. An error (hub.ErrOverloaded) means the
+	// channel was not published: the answer is 503 "overloaded" with
+	// Retry-After. Nil admits everything.
+	Admit func(ctx context.Context, channel string) error
 }
 
 // Defaults of Config.
@@ -94,6 +102,9 @@ func (cfg *Config) applyDefaults() {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Admit == nil {
+		cfg.Admit = func(context.Context, string) error { return nil }
 	}
 	if cfg.Ready == nil {
 		cfg.Ready = func() error { return nil }

@@ -10,16 +10,17 @@ import (
 // Publish results, the values of herald_publish_requests_total's result
 // label.
 const (
-	resultAccepted  = "accepted"  // stored: a new offset
-	resultDuplicate = "duplicate" // an earlier publish with the same key was stored; nothing new
-	resultRefused   = "refused"   // answered 4xx: nothing stored, do not retry unchanged
-	resultFailed    = "failed"    // not stored (broker unavailable, not ready, overloaded, not attempted)
-	resultUnknown   = "unknown"   // the broker did not confirm in time; it may be stored
+	resultAccepted   = "accepted"   // stored: a new offset
+	resultDuplicate  = "duplicate"  // an earlier publish with the same key was stored; nothing new
+	resultRefused    = "refused"    // answered 4xx: nothing stored, do not retry unchanged
+	resultFailed     = "failed"     // not stored (broker unavailable, not ready, not attempted)
+	resultUnknown    = "unknown"    // the broker did not confirm in time; it may be stored
+	resultOverloaded = "overloaded" // not stored: the loops delivering the channel were behind (503 with Retry-After)
 )
 
 // apiMetrics are the API's own request metrics. The label sets are bounded:
 // endpoint is a route of the API or "other", code an HTTP status, result
-// one of the five above.
+// one of the six above.
 type apiMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -40,11 +41,11 @@ func newAPIMetrics() *apiMetrics {
 		}, []string{"endpoint"}),
 		publish: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "herald", Name: "publish_requests_total",
-			Help: "POST /api/publish outcomes: accepted, duplicate, failed and unknown count channels; refused counts requests.",
+			Help: "POST /api/publish outcomes: accepted, duplicate, failed, unknown and overloaded count channels; refused counts requests.",
 		}, []string{"result"}),
 		results: map[string]prometheus.Counter{},
 	}
-	for _, r := range []string{resultAccepted, resultDuplicate, resultRefused, resultFailed, resultUnknown} {
+	for _, r := range []string{resultAccepted, resultDuplicate, resultRefused, resultFailed, resultUnknown, resultOverloaded} {
 		m.results[r] = m.publish.WithLabelValues(r)
 	}
 	return m

@@ -126,7 +126,12 @@ const (
 	notAttemptedUnavailable = "not attempted: the broker is unavailable"
 	notAttemptedNoTime      = "not attempted: no time left to answer within -api-write-timeout"
 	notAttemptedGone        = "not attempted: the client went away"
+	notStoredOverloaded     = "not stored: overloaded: the event loops delivering this channel are behind; retry after the time given"
 )
+
+// overloadRetryAfter is the Retry-After, in seconds, of an overload 503:
+// about the time a loop needs to drain an inbox at its high-water mark.
+const overloadRetryAfter = "1"
 
 // outcome is what the publish loop came to.
 type outcome struct {
@@ -134,6 +139,7 @@ type outcome struct {
 	duplicates []string
 	errors     map[string]string
 	unknown    int // channels whose outcome is unknown
+	overloaded int // channels refused by Config.Admit
 }
 
 func (a *handler) publish(w http.ResponseWriter, r *http.Request) {
@@ -168,6 +174,9 @@ func (a *handler) publish(w http.ResponseWriter, r *http.Request) {
 	default:
 		reply.Error = fmt.Sprintf("stored on %d of %d channels; %d not stored (see errors): retrying those is safe",
 			len(out.offsets), len(p.channels), len(out.errors))
+		if out.overloaded > 0 {
+			w.Header().Set("Retry-After", overloadRetryAfter)
+		}
 		writeJSON(w, http.StatusServiceUnavailable, reply)
 	}
 }
@@ -194,6 +203,9 @@ func (a *handler) answerSingle(w http.ResponseWriter, ch string, out outcome) {
 		writeError(w, http.StatusGatewayTimeout, "publish to "+ch+": "+out.errors[ch]+
 			"; a retry with the same Idempotency-Key is safe, without one it may publish twice")
 		return
+	}
+	if out.overloaded > 0 {
+		w.Header().Set("Retry-After", overloadRetryAfter)
 	}
 	writeError(w, http.StatusServiceUnavailable, "publish to "+ch+": "+out.errors[ch])
 }
@@ -236,6 +248,13 @@ func (a *handler) publishAll(r *http.Request, p publication) outcome {
 			deadline = answerBy
 		}
 		ctx, cancel := context.WithDeadline(base, deadline)
+		if err := a.cfg.Admit(ctx, ch); err != nil {
+			cancel()
+			a.metrics.published(resultOverloaded, 1)
+			out.overloaded++
+			fail(ch, notStoredOverloaded)
+			continue
+		}
 		res, err := a.cfg.Broker.Publish(ctx, ch, p.data, opts)
 		cancel()
 		switch {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -25,8 +26,14 @@ type Config struct {
 	MaxConns   int    // open connections past which new ones get HTTP 503; 0: no limit
 	ReusePort  bool
 	TCPNoDelay bool
-	Session    session.Config
-	Logger     *slog.Logger
+	// UpgradeRate bounds new connections per second over the node (503
+	// with a jittered Retry-After past it); MaxConnsPerIP bounds the open
+	// connections of one source address (429 past it). 0: no bound. See
+	// admission.go.
+	UpgradeRate   float64
+	MaxConnsPerIP int
+	Session       session.Config
+	Logger        *slog.Logger
 }
 
 // Server is a running client listener.
@@ -38,6 +45,13 @@ type Server struct {
 	stats  session.Stats
 	tick   time.Duration
 	reject []byte // the 503 response, built once
+
+	// Storm admission (admission.go).
+	rateRefusal  [][]byte // 503 answers by Retry-After
+	ipRefusal    []byte   // the 429 answer
+	perIP        perIP
+	refusedRate  atomic.Int64
+	refusedPerIP atomic.Int64
 
 	conns    atomic.Int64
 	draining atomic.Bool
@@ -70,6 +84,7 @@ type loop struct {
 	// by fd; the write waker's wake-ups are looked up here.
 	backlogged map[int32]*conn
 	waker      *writeWaker
+	bucket     bucket // this loop's share of -upgrade-rate
 
 	// The inbox keeps tasks in the order they were given. gnet's Execute
 	// does not: past 1,024 queued tasks it spills into a second queue and
@@ -212,6 +227,13 @@ func New(cfg Config) (*Server, error) {
 		ran:    make(chan error, 1),
 		loops:  make(map[gnet.EventLoop]*loop),
 		reject: codec.AppendHTTPError(nil, 503, "server at connection limit"),
+	}
+	if cfg.UpgradeRate > 0 {
+		s.rateRefusal = rateRefusals()
+	}
+	if cfg.MaxConnsPerIP > 0 {
+		s.ipRefusal = codec.AppendHTTPError(nil, 429, "too many connections from this address (-max-conns-per-ip)")
+		s.perIP.n = make(map[netip.Addr]int32)
 	}
 	s.tick = tickInterval(sc.HandshakeTimeout, sc.IdleTimeout, sc.PingInterval, sc.CloseTimeout)
 	return s, nil
@@ -367,8 +389,8 @@ func (s *Server) loopList() []*loop {
 	return out
 }
 
-// OnOpen admits a connection or refuses it with 503 when the server is at
-// -max-conns or shutting down.
+// OnOpen admits a connection or refuses it: 503 when the server is at
+// -max-conns or shutting down, and the storm bounds of admission.go.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	// Count first, then check, so loops admitting at the same moment
 	// cannot overshoot the limit together.
@@ -378,8 +400,15 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return s.reject, gnet.Close
 	}
 	l := s.loopOf(c.EventLoop())
+	now := time.Now()
+	if s.cfg.MaxConnsPerIP > 0 || s.cfg.UpgradeRate > 0 {
+		if refusal := s.admit(c, l, now); refusal != nil {
+			s.conns.Add(-1)
+			return refusal, gnet.Close
+		}
+	}
 	e := &conn{}
-	e.Init(c, l.state, time.Now())
+	e.Init(c, l.state, now)
 	l.conns.push(e)
 	l.open.Add(1)
 	c.SetContext(e)
@@ -418,6 +447,12 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	l.conns.remove(e)
 	l.open.Add(-1)
 	s.conns.Add(-1)
+	if s.cfg.MaxConnsPerIP > 0 {
+		// Every admitted connection with a TCP address was counted.
+		if ip, ok := ipOf(c.RemoteAddr()); ok {
+			s.perIP.remove(ip)
+		}
+	}
 	return gnet.None
 }
 

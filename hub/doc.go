@@ -2,12 +2,29 @@
 // which event loop, subscribe to which channel, and how a publication
 // reaches them.
 //
-// A publication is encoded into a WebSocket frame once (and compressed once,
-// when any session negotiated permessage-deflate). The hub then hands one
-// task to each event loop that has subscribers of the channel; the task runs
-// on that loop and writes the same frame to each of the loop's subscribers.
-// Nothing is allocated per subscriber, and no lock is taken per subscriber:
-// a loop's subscription index is touched only by that loop.
+// A publication is encoded into a WebSocket frame once; it is compressed
+// only when a subscriber negotiated permessage-deflate, lazily, once per
+// window size (frame.go). The hub then queues it once in the inbox of each
+// event loop that has subscribers of the channel (inbox.go) and schedules
+// one drain per loop. A drain takes everything queued so far and, for
+// each publication in arrival order, appends it to each of the loop's
+// subscribers while their sessions are corked (session.Cork): every
+// subscriber gets one write for the whole batch, not one per publication.
+// Nothing is allocated per subscriber or per publication, and no lock is
+// taken per subscriber: a loop's subscription index is touched only by
+// that loop. Per-channel and per-connection order are kept.
+//
+// Inboxes are bounded (Config.InboxPublications and InboxBytes). From
+// three quarters of either bound a loop is behind: Admit, which the API
+// calls before publishing, waits up to Config.AdmitWait for room and then
+// refuses with ErrOverloaded, and Overloaded tells a client publish to
+// retry; so nothing the node acknowledged is dropped. A publication that
+// still finds a full inbox (another node of a cluster published it) is not
+// queued: a conflated channel's queued publication is replaced by it,
+// otherwise a gap note is queued and the loop's subscribers of the channel
+// recover from history in order. For conflated channels
+// (Config.Conflate), a subscriber whose socket has a backlog gets only the
+// newest publication of the channel in a drain.
 //
 // Subscribing with recovery (since) is a small protocol of its own: the
 // subscription is registered first (so live publications start arriving),
@@ -17,12 +34,14 @@
 // any offset already sent. The client sees no gap and no duplicate however
 // publishes race with the subscribe.
 //
-// Metrics (metrics.go): each loop's fan-out observes two histograms once
-// per publication (publish-to-delivery latency from Publication.Time, and
-// the fan-out's duration), never per subscriber; TopChannels reads
-// per-channel subscription counters kept in the registry.
+// Metrics (metrics.go): each drain observes the inbox lag, its own
+// duration and the deliveries per write; each publication a drain wrote
+// observes the publish-to-write latency; never per subscriber.
+// TopChannels reads per-channel subscription counters kept in the
+// registry; Inboxes reads each loop's depth without a lock.
 //
-// Goroutines: the broker's (Deliver), a small worker pool for broker calls
-// that may block, and the event loops. Methods that take a
+// Goroutines: the broker's (Deliver, which only queues and never waits
+// for a loop), API handlers waiting in Admit, a small worker pool for
+// broker calls that may block, and the event loops. Methods that take a
 // *session.Session must run on that session's loop.
 package hub

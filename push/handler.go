@@ -345,6 +345,12 @@ func (h *Handler) publish(s *session.Session, req *request) {
 		h.replyError(s, req.ID, CodeRateLimited, "publish rate limit exceeded")
 		return
 	}
+	// A loop delivering the channel is behind: the publish is refused
+	// rather than held (this loop must not wait), and nothing is stored.
+	if h.cfg.Hub.Overloaded(req.Channel) {
+		h.replyError(s, req.ID, CodeUnavailable, "overloaded: the event loops delivering "+req.Channel+" are behind; not stored, retry later")
+		return
+	}
 	p := pendingPublish{id: req.ID, channel: req.Channel, data: []byte(req.Data), key: key}
 	if c.publishing {
 		if len(c.queued) >= maxQueuedPublishes {

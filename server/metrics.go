@@ -91,8 +91,59 @@ func (n *Node) collectors() []prometheus.Collector {
 			Help: "Continuity losses the broker reported; each made the channel's local subscribers recover from history."},
 			func() float64 { return float64(n.hub.Stats().Gaps) }),
 	)
+	c = append(c, newOverloadCollector(n))
 	c = append(c, n.hub.Metrics().Collectors()...)
 	return append(c, n.metered.Collectors()...)
+}
+
+// overloadCollector exports the overload policy's series (README,
+// "Overload"): each loop's inbox, read at scrape time, and the counters of
+// what the policy refused, replaced or dropped.
+type overloadCollector struct {
+	n                                              *Node
+	depth, bytes, refused, conflated, overflows    *prometheus.Desc
+	upgradesRefusedRate, upgradesRefusedPerAddress *prometheus.Desc
+}
+
+func newOverloadCollector(n *Node) *overloadCollector {
+	return &overloadCollector{
+		n: n,
+		depth: prometheus.NewDesc("herald_loop_inbox_publications",
+			"Publications waiting in each event loop's inbox (bounded by -loop-inbox-publications).", []string{"loop"}, nil),
+		bytes: prometheus.NewDesc("herald_loop_inbox_bytes",
+			"Bytes of encoded publications waiting in each event loop's inbox (bounded by -loop-inbox-bytes).", []string{"loop"}, nil),
+		refused: prometheus.NewDesc("herald_overload_refusals_total",
+			"Publishes refused because a loop delivering the channel was behind: API 503 overloaded and client publishes answered unavailable. Nothing of them was stored.", nil, nil),
+		conflated: prometheus.NewDesc("herald_conflated_total",
+			"Deliveries skipped by conflation (-conflate-channels): a subscriber that was behind got a newer publication of the channel instead.", nil, nil),
+		overflows: prometheus.NewDesc("herald_loop_inbox_overflows_total",
+			"Publications a full loop inbox could not take; the loop's subscribers of the channel recovered them from history.", nil, nil),
+		upgradesRefusedRate: prometheus.NewDesc("herald_connections_refused_rate_total",
+			"Connections refused with 503 past -upgrade-rate.", nil, nil),
+		upgradesRefusedPerAddress: prometheus.NewDesc("herald_connections_refused_per_ip_total",
+			"Connections refused with 429 past -max-conns-per-ip.", nil, nil),
+	}
+}
+
+func (c *overloadCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.depth, c.bytes, c.refused, c.conflated, c.overflows, c.upgradesRefusedRate, c.upgradesRefusedPerAddress} {
+		ch <- d
+	}
+}
+
+func (c *overloadCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, in := range c.n.hub.Inboxes() {
+		loop := strconv.Itoa(in.Loop)
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(in.Publications), loop)
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(in.Bytes), loop)
+	}
+	hs := c.n.hub.Stats()
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(hs.Refused))
+	ch <- prometheus.MustNewConstMetric(c.conflated, prometheus.CounterValue, float64(hs.Conflated))
+	ch <- prometheus.MustNewConstMetric(c.overflows, prometheus.CounterValue, float64(hs.Overflows))
+	as := c.n.engine.Admission()
+	ch <- prometheus.MustNewConstMetric(c.upgradesRefusedRate, prometheus.CounterValue, float64(as.RefusedRate))
+	ch <- prometheus.MustNewConstMetric(c.upgradesRefusedPerAddress, prometheus.CounterValue, float64(as.RefusedPerIP))
 }
 
 // httpExtra are the handlers mounted on the API listener besides the API:

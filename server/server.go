@@ -58,7 +58,16 @@ type Options struct {
 	// PublishTimeout is the broker's deadline for one channel of an API
 	// publish and for one client publish; 0 means 5 s.
 	PublishTimeout time.Duration
-	Logger         *slog.Logger
+	// Overload policy (README, "Overload"): each event loop's inbox bound
+	// in publications and bytes, how long an API publish waits for a loop
+	// behind its high-water mark before 503 (0s: hub defaults), and the
+	// channel patterns whose subscribers that are behind get only the
+	// newest publication.
+	InboxPublications int
+	InboxBytes        int
+	OverloadWait      time.Duration
+	ConflateChannels  []string
+	Logger            *slog.Logger
 }
 
 // Node is one running Herald node.
@@ -107,6 +116,10 @@ func New(o Options) (*Node, error) {
 		MaxChannels:        o.MaxChannels,
 		Compression:        sc.Compression,
 		CompressionMinSize: sc.CompressionMinSize,
+		InboxPublications:  o.InboxPublications,
+		InboxBytes:         o.InboxBytes,
+		AdmitWait:          o.OverloadWait,
+		Conflate:           conflater(o.ConflateChannels),
 		Logger:             o.Logger,
 	})
 	var verifier *auth.Verifier
@@ -136,6 +149,15 @@ func New(o Options) (*Node, error) {
 	}
 	n.engine = eng
 	return n, nil
+}
+
+// conflater matches channel names against -conflate-channels; nil when
+// there are no patterns.
+func conflater(patterns []string) func(string) bool {
+	if len(patterns) == 0 {
+		return nil
+	}
+	return func(ch string) bool { return auth.MatchAny(patterns, ch) }
 }
 
 // loopback reports whether addr's host is a loopback address or name.
@@ -188,6 +210,7 @@ func (n *Node) Start() error {
 			ReadTimeout:        n.opts.APIReadTimeout,
 			WriteTimeout:       n.opts.APIWriteTimeout,
 			IdleTimeout:        n.opts.APIIdleTimeout,
+			Admit:              n.hub.Admit,
 		})
 		go func() {
 			if err := n.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -16,7 +16,14 @@
 //
 // Outbound frames are gathered in the Loop's scratch buffer and handed to
 // the socket with one non-blocking write per flush, never to gnet's
-// outbound buffer (which nobody can drop). What the kernel does not take is
+// outbound buffer (which nobody can drop). A fan-out corks the sessions it
+// writes to (Cork, Uncork): while corked, frames are gathered in the
+// session's own pooled buffer, up to GatherLimit, and Uncork writes them
+// with one write, so a batch of publications costs one syscall per
+// connection; past GatherLimit the gathered bytes are written and
+// gathering starts again. Behind reports a session with a backlog (the
+// kernel did not take everything): conflation skips intermediate
+// publications for those. What the kernel does not take is
 // the session's backlog, a pooled buffer that exists only while there are
 // such bytes, written by OnWritable as the socket drains; the session knows
 // where its frames begin in it. At the write-buffer limit (or when a

@@ -54,6 +54,7 @@ type serveOptions struct {
 	workQueue          int
 	memoryLimit        byteSize
 	apiOptions
+	overloadOptions
 }
 
 // apiOptions are the API listener's limits (docs/api.md).
@@ -108,6 +109,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.IntVar(&o.workQueue, "work-queue", 65536, "broker calls waiting for a worker past which subscribes and client publishes are refused as unavailable")
 	fs.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the Go runtime (GOMEMLIMIT), e.g. 4GiB; 0 leaves the runtime's default")
 	o.apiFlags(fs)
+	o.overloadFlags(fs)
 	return fs, o
 }
 
@@ -192,6 +194,7 @@ func (o *serveOptions) validate(src sources) error {
 		bad("work-queue", "must be at least 1, not %d", o.workQueue)
 	}
 	o.validateAPI(bad)
+	o.validateOverload(bad, o.apiWriteTimeout)
 	return errors.Join(errs...)
 }
 
@@ -267,18 +270,24 @@ func (o *serveOptions) nodeOptions(log *slog.Logger) server.Options {
 		APIMaxInflight:     o.apiMaxInflight,
 		MaxPublishChannels: o.maxPublishChannels,
 		PublishTimeout:     o.publishTimeout,
+		InboxPublications:  o.inboxPublications,
+		InboxBytes:         int(o.inboxBytes),
+		OverloadWait:       o.overloadWait,
+		ConflateChannels:   o.conflateChannels,
 		Logger:             log,
 	}
 }
 
 func (o *serveOptions) engineConfig(log *slog.Logger) engine.Config {
 	return engine.Config{
-		Addr:       o.addr,
-		Loops:      o.loops,
-		MaxConns:   o.maxConns,
-		ReusePort:  o.reusePort,
-		TCPNoDelay: o.tcpNoDelay,
-		Logger:     log,
+		Addr:          o.addr,
+		Loops:         o.loops,
+		MaxConns:      o.maxConns,
+		ReusePort:     o.reusePort,
+		TCPNoDelay:    o.tcpNoDelay,
+		UpgradeRate:   o.upgradeRate,
+		MaxConnsPerIP: o.maxConnsPerIP,
+		Logger:        log,
 		Session: session.Config{
 			AllowedOrigins:     o.allowedOrigins,
 			MaxMessageSize:     int64(o.maxMessageSize),

@@ -72,6 +72,13 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		"HERALD_API_MAX_INFLIGHT":      "6",
 		"HERALD_MAX_PUBLISH_CHANNELS":  "7",
 		"HERALD_PUBLISH_TIMEOUT":       "2s",
+		// The overload policy.
+		"HERALD_LOOP_INBOX_PUBLICATIONS": "100",
+		"HERALD_LOOP_INBOX_BYTES":        "1MiB",
+		"HERALD_OVERLOAD_WAIT":           "250ms",
+		"HERALD_CONFLATE_CHANNELS":       "ticker:*,prices",
+		"HERALD_UPGRADE_RATE":            "500",
+		"HERALD_MAX_CONNS_PER_IP":        "20",
 	}
 	fs, _ := newServeFlags()
 	fs.VisitAll(func(f *flag.Flag) {
@@ -98,6 +105,10 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		o.apiOptions != (apiOptions{64 << 10, 3 * time.Second, 4 * time.Second, 5 * time.Second, 6, 7, 2 * time.Second}) {
 		t.Fatalf("environment not applied: %+v", o)
 	}
+	if ov := o.overloadOptions; ov.inboxPublications != 100 || ov.inboxBytes != 1<<20 || ov.overloadWait != 250*time.Millisecond ||
+		strings.Join(ov.conflateChannels, "|") != "ticker:*|prices" || ov.upgradeRate != 500 || ov.maxConnsPerIP != 20 {
+		t.Fatalf("overload flags from the environment not applied: %+v", ov)
+	}
 	// The command line wins over the environment.
 	o, err = parseServe(t, []string{"-max-conns", "7"})
 	if err != nil {
@@ -123,6 +134,13 @@ func TestBadValuesExit2(t *testing.T) {
 		{args: []string{"-api-addr", "0.0.0.0:0"}},
 		{env: map[string]string{"HERALD_MAX_CONNS": "lots"}},
 		{env: map[string]string{"HERALD_WRITE_BUFFER_LIMIT": "1.5MiB"}},
+		{args: []string{"-loop-inbox-publications", "0"}},
+		{args: []string{"-loop-inbox-bytes", "10"}},
+		{args: []string{"-overload-wait", "0s"}},
+		{args: []string{"-overload-wait", "20s"}}, // not shorter than -api-write-timeout
+		{args: []string{"-conflate-channels", "bad channel*"}},
+		{args: []string{"-upgrade-rate", "-1"}},
+		{args: []string{"-max-conns-per-ip", "-3"}},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " ")+fmtEnv(c.env), func(t *testing.T) {

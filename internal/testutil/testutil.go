@@ -19,6 +19,8 @@ import (
 type Options struct {
 	Loops              int
 	MaxConns           int
+	UpgradeRate        float64
+	MaxConnsPerIP      int
 	MaxMessageSize     int64
 	WriteBufferLimit   int
 	MaxInboundBuffer   int64 // 0: no server-wide inbound budget
@@ -56,11 +58,13 @@ func (o Options) Config() engine.Config {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return engine.Config{
-		Addr:       "127.0.0.1:0",
-		Loops:      o.Loops,
-		MaxConns:   o.MaxConns,
-		TCPNoDelay: true,
-		Logger:     o.Logger,
+		Addr:          "127.0.0.1:0",
+		Loops:         o.Loops,
+		MaxConns:      o.MaxConns,
+		UpgradeRate:   o.UpgradeRate,
+		MaxConnsPerIP: o.MaxConnsPerIP,
+		TCPNoDelay:    true,
+		Logger:        o.Logger,
 		Session: session.Config{
 			Routes:             o.Routes,
 			AllowedOrigins:     o.AllowedOrigins,
