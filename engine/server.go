@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -625,4 +626,23 @@ func (s *Server) Stop(context.Context) error {
 	}
 	s.draining.Store(true)
 	return s.stopEngine()
+}
+
+// ErrNoSuchLoop is Exec's answer for a loop that has not started.
+var ErrNoSuchLoop = errors.New("engine: no such event loop (loops start with their first connection)")
+
+// Exec runs f on event loop i (0 to Loops-1), after every task queued for
+// it before. f must not block for long: every connection of the loop waits
+// while it runs (tests use that to hold a loop back).
+func (s *Server) Exec(i int, f func()) error {
+	s.mu.RLock()
+	var l *loop
+	if i >= 0 && i < len(s.byIndex) {
+		l = s.byIndex[i]
+	}
+	s.mu.RUnlock()
+	if l == nil {
+		return ErrNoSuchLoop
+	}
+	return l.exec(f)
 }

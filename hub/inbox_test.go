@@ -1,0 +1,407 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/herald-ws/herald/broker"
+	"github.com/herald-ws/herald/session"
+)
+
+// recConn records what a session writes after its upgrade, and how many
+// writes it took. accept bounds what one write takes (negative: all), so
+// a test can make a session fall behind.
+type recConn struct {
+	fakeConn
+	out    []byte
+	writes int
+	accept atomic.Int64
+	record bool
+}
+
+func (c *recConn) Write(p []byte) (int, error) {
+	n := len(p)
+	if a := c.accept.Load(); a >= 0 && int64(n) > a {
+		n = int(a)
+	}
+	if c.record && n > 0 {
+		c.out = append(c.out, p[:n]...)
+		c.writes++
+	}
+	return n, nil
+}
+
+// message is one delivered publication, as a client reads it.
+type message struct {
+	Op      string `json:"op"`
+	Channel string `json:"channel"`
+	Offset  uint64 `json:"offset"`
+}
+
+// messages parses the frames c received.
+func (c *recConn) messages(t *testing.T) []message {
+	t.Helper()
+	r := bytes.NewReader(c.out)
+	var out []message
+	for r.Len() > 0 {
+		h, err := ws.ReadHeader(r)
+		if err != nil {
+			t.Fatalf("frame header: %v", err)
+		}
+		payload := make([]byte, h.Length)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			t.Fatalf("frame payload: %v", err)
+		}
+		var m message
+		if err := json.Unmarshal(payload, &m); err != nil {
+			t.Fatalf("payload %q: %v", payload, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// recSessions opens n sessions on a fake loop, each on a recConn that
+// takes everything.
+func recSessions(t *testing.T, n int, writeLimit int) (*fakeLoop, []*session.Session, []*recConn) {
+	t.Helper()
+	fl := &fakeLoop{}
+	cfg := &session.Config{Routes: map[string]session.Handler{"/ws": nopHandler{}}, WriteBufferLimit: writeLimit}
+	loop := session.NewLoop(cfg, &session.Stats{}, fl.exec)
+	sessions := make([]*session.Session, n)
+	conns := make([]*recConn, n)
+	for i := range sessions {
+		c := &recConn{fakeConn: fakeConn{in: []byte(upgradeRequest)}}
+		c.accept.Store(-1)
+		s := new(session.Session)
+		s.Init(c, loop, time.Now())
+		if s.HandleTraffic(time.Now()); s.State() != session.StateOpen {
+			t.Fatalf("session %d did not open", i)
+		}
+		c.record = true
+		sessions[i], conns[i] = s, c
+	}
+	return fl, sessions, conns
+}
+
+// TestCoalescedDeliveryIsOrderedAndExactlyOnce: publications on many
+// channels, delivered concurrently to subscribers on three loops that
+// drain while publishing goes on, reach every subscriber of each channel
+// exactly once and in offset order, and no other; a batch queued while a
+// loop was busy reaches each subscriber in one write.
+func TestCoalescedDeliveryIsOrderedAndExactlyOnce(t *testing.T) {
+	const (
+		loops     = 3
+		perLoop   = 12
+		channels  = 8
+		perChan   = 400
+		burstSize = 25
+	)
+	h := New(Config{Broker: broker.NewMemory(broker.MemoryConfig{})})
+	defer h.Close()
+	type sub struct {
+		conn  *recConn
+		chans map[string]bool
+	}
+	var (
+		fls  []*fakeLoop
+		subs []sub
+	)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range loops {
+		fl, sessions, conns := recSessions(t, perLoop, 64<<20)
+		for i, s := range sessions {
+			chans := map[string]bool{}
+			for c := range channels {
+				if rng.IntN(2) == 0 || (c == i%channels) {
+					name := fmt.Sprintf("c%d", c)
+					chans[name] = true
+					h.Subscribe(s, name, nil, func(SubscribeResult) {})
+				}
+			}
+			subs = append(subs, sub{conns[i], chans})
+		}
+		fl.run()
+		fls = append(fls, fl)
+	}
+	base := map[string]uint64{}
+	for c := range channels {
+		name := fmt.Sprintf("c%d", c)
+		base[name] = topOf(h, name)
+	}
+
+	// Phase 1: the loops drain while the publishers publish.
+	stop := make(chan struct{})
+	var loopsDone sync.WaitGroup
+	for _, fl := range fls {
+		loopsDone.Add(1)
+		go func() {
+			defer loopsDone.Done()
+			for {
+				select {
+				case <-stop:
+					for fl.run() > 0 {
+					}
+					return
+				default:
+					if fl.run() == 0 {
+						time.Sleep(50 * time.Microsecond)
+					}
+				}
+			}
+		}()
+	}
+	var pubs sync.WaitGroup
+	for c := range channels {
+		pubs.Add(1)
+		go func() {
+			defer pubs.Done()
+			name := fmt.Sprintf("c%d", c)
+			for i := range perChan - burstSize {
+				h.Deliver(broker.Publication{Channel: name, Offset: base[name] + uint64(i+1), Data: []byte(`{"n":1}`), Time: time.Now()})
+			}
+		}()
+	}
+	pubs.Wait()
+	close(stop)
+	loopsDone.Wait()
+
+	// Phase 2: the loops are busy (not draining) while a burst is queued;
+	// one drain then writes each subscriber's part of the burst at once.
+	writesBefore := make([]int, len(subs))
+	for i, s := range subs {
+		writesBefore[i] = s.conn.writes
+	}
+	for c := range channels {
+		name := fmt.Sprintf("c%d", c)
+		for i := perChan - burstSize; i < perChan; i++ {
+			h.Deliver(broker.Publication{Channel: name, Offset: base[name] + uint64(i+1), Data: []byte(`{"n":1}`)})
+		}
+	}
+	for _, fl := range fls {
+		if n := fl.run(); n != 1 {
+			t.Fatalf("a burst queued for a busy loop took %d drains, want 1", n)
+		}
+	}
+	for i, s := range subs {
+		if w := s.conn.writes - writesBefore[i]; w != 1 {
+			t.Fatalf("subscriber %d got the burst of %d publications in %d writes, want 1", i, burstSize*len(s.chans), w)
+		}
+	}
+
+	for i, s := range subs {
+		next := map[string]uint64{}
+		for _, m := range s.conn.messages(t) {
+			if !s.chans[m.Channel] {
+				t.Fatalf("subscriber %d got %s, which it did not subscribe to", i, m.Channel)
+			}
+			want := base[m.Channel] + next[m.Channel] + 1
+			if m.Offset != want {
+				t.Fatalf("subscriber %d, %s: offset %d, want %d (lost, duplicated or reordered)", i, m.Channel, m.Offset, want)
+			}
+			next[m.Channel]++
+		}
+		for ch := range s.chans {
+			if next[ch] != perChan {
+				t.Fatalf("subscriber %d, %s: %d publications, want %d", i, ch, next[ch], perChan)
+			}
+		}
+	}
+	if st := h.Stats(); st.Overflows != 0 || st.Conflated != 0 {
+		t.Fatalf("stats %+v: nothing should have overflowed or been conflated", st)
+	}
+}
+
+// TestAdmitRefusesWhileALoopIsBehind: once a loop's inbox reaches its
+// high-water mark, Admit waits for its bound and refuses, Overloaded says
+// so at once, channels the loop does not deliver are not held back, and a
+// drain lets a waiting Admit through.
+func TestAdmitRefusesWhileALoopIsBehind(t *testing.T) {
+	h := New(Config{Broker: broker.NewMemory(broker.MemoryConfig{}), InboxPublications: 16, AdmitWait: 100 * time.Millisecond})
+	defer h.Close()
+	fl, sessions, _ := recSessions(t, 2, 1<<20)
+	h.Subscribe(sessions[0], "busy", nil, func(SubscribeResult) {})
+	fl.run()
+	base := topOf(h, "busy")
+	ctx := context.Background()
+	for i := range 11 {
+		h.Deliver(broker.Publication{Channel: "busy", Offset: base + uint64(i+1), Data: []byte(`1`)})
+		if err := h.Admit(ctx, "busy"); err != nil {
+			t.Fatalf("refused below the high-water mark (%d queued): %v", i+1, err)
+		}
+	}
+	h.Deliver(broker.Publication{Channel: "busy", Offset: base + 12, Data: []byte(`1`)}) // 12 = 3/4 of 16
+	if err := h.Admit(ctx, "busy"); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("Admit at the high-water mark = %v, want ErrOverloaded", err)
+	}
+	if !h.Overloaded("busy") {
+		t.Fatal("Overloaded = false at the high-water mark")
+	}
+	if err := h.Admit(ctx, "elsewhere"); err != nil || h.Overloaded("elsewhere") {
+		t.Fatalf("a channel without subscribers on the busy loop was held back: %v", err)
+	}
+	// A caller's own deadline ends the wait too.
+	short, cancel := context.WithTimeout(ctx, time.Millisecond)
+	defer cancel()
+	if err := h.Admit(short, "busy"); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("Admit past the caller's deadline = %v, want ErrOverloaded", err)
+	}
+	if got := h.Stats().Refused; got != 3 {
+		t.Fatalf("Refused = %d, want 3", got)
+	}
+
+	h2 := New(Config{Broker: broker.NewMemory(broker.MemoryConfig{}), InboxPublications: 16, AdmitWait: time.Minute})
+	defer h2.Close()
+	fl2, sessions2, _ := recSessions(t, 1, 1<<20)
+	h2.Subscribe(sessions2[0], "busy", nil, func(SubscribeResult) {})
+	fl2.run()
+	base = topOf(h2, "busy")
+	for i := range 12 {
+		h2.Deliver(broker.Publication{Channel: "busy", Offset: base + uint64(i+1), Data: []byte(`1`)})
+	}
+	admitted := make(chan error, 1)
+	go func() { admitted <- h2.Admit(ctx, "busy") }()
+	select {
+	case err := <-admitted:
+		t.Fatalf("Admit returned %v while the loop was still behind", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	fl2.run()
+	select {
+	case err := <-admitted:
+		if err != nil {
+			t.Fatalf("Admit after the drain = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the drain did not wake the waiting Admit")
+	}
+}
+
+// TestInboxBoundHoldsAtAnyRate: a loop that never drains while thousands
+// of publications arrive keeps its inbox within both bounds; what did not
+// fit is recovered from history once the loop runs, so the subscriber
+// still gets every publication exactly once and in order.
+func TestInboxBoundHoldsAtAnyRate(t *testing.T) {
+	const (
+		pubs      = 3000
+		maxPubs   = 64
+		maxBytes  = 16 << 10
+		dataBytes = 900
+	)
+	mem := broker.NewMemory(broker.MemoryConfig{HistorySize: pubs + 10})
+	h := New(Config{Broker: mem, InboxPublications: maxPubs, InboxBytes: maxBytes})
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	fl, sessions, conns := recSessions(t, 1, 64<<20)
+	h.Subscribe(sessions[0], "flood", nil, func(SubscribeResult) {})
+	fl.run()
+	data := []byte(`"` + string(bytes.Repeat([]byte("x"), dataBytes)) + `"`)
+	first := uint64(0)
+	for i := range pubs {
+		res, err := mem.Publish(context.Background(), "flood", data, broker.PublishOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = res.Offset
+		}
+		for _, in := range h.Inboxes() {
+			if in.Publications > maxPubs || in.Bytes > maxBytes+int64(dataBytes)+200 {
+				t.Fatalf("inbox at %d publications, %d bytes: past its bounds (%d, %d)", in.Publications, in.Bytes, maxPubs, maxBytes)
+			}
+		}
+	}
+	if h.Stats().Overflows == 0 {
+		t.Fatal("no overflow counted: the test did not fill the inbox")
+	}
+	// Let the loop run until the recovery from history is done.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fl.run()
+		if ms := conns[0].messages(t); len(ms) > 0 && ms[len(ms)-1].Offset >= first+pubs-1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriber has %d publications after 10 s, want %d", len(conns[0].messages(t)), pubs)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ms := conns[0].messages(t)
+	if len(ms) != pubs {
+		t.Fatalf("subscriber got %d publications, want %d", len(ms), pubs)
+	}
+	for i, m := range ms {
+		if m.Offset < first || (i > 0 && m.Offset <= ms[i-1].Offset) {
+			t.Fatalf("publication %d has offset %d after %d: duplicated or reordered", i, m.Offset, ms[max(i-1, 0)].Offset)
+		}
+	}
+}
+
+// TestConflationDeliversNewestToSubscribersBehind: on a conflated channel,
+// a subscriber whose socket has a backlog gets only the newest publication
+// of a batch, with its true offset (so it sees what it skipped), while a
+// subscriber that keeps up gets every one; a channel that is not conflated
+// gives the subscriber behind everything.
+func TestConflationDeliversNewestToSubscribersBehind(t *testing.T) {
+	h := New(Config{
+		Broker:   broker.NewMemory(broker.MemoryConfig{}),
+		Conflate: func(ch string) bool { return ch == "ticker:x" },
+	})
+	defer h.Close()
+	fl, sessions, conns := recSessions(t, 2, 8<<20)
+	fast, slow := conns[0], conns[1]
+	for _, s := range sessions {
+		h.Subscribe(s, "ticker:x", nil, func(SubscribeResult) {})
+		h.Subscribe(s, "plain", nil, func(SubscribeResult) {})
+	}
+	fl.run()
+	tb, pb := topOf(h, "ticker:x"), topOf(h, "plain")
+	slow.accept.Store(0) // the slow subscriber's socket takes nothing
+	h.Deliver(broker.Publication{Channel: "ticker:x", Offset: tb + 1, Data: []byte(`1`)})
+	fl.run()
+	if !sessions[1].Behind() {
+		t.Fatal("the slow subscriber is not behind")
+	}
+	const batch = 50
+	for i := 2; i <= batch; i++ {
+		h.Deliver(broker.Publication{Channel: "ticker:x", Offset: tb + uint64(i), Data: []byte(`1`)})
+		h.Deliver(broker.Publication{Channel: "plain", Offset: pb + uint64(i), Data: []byte(`1`)})
+	}
+	fl.run()
+	slow.accept.Store(-1)
+	sessions[1].OnWritable()
+
+	count := func(ms []message, ch string) (offs []uint64) {
+		for _, m := range ms {
+			if m.Channel == ch {
+				offs = append(offs, m.Offset-map[string]uint64{"ticker:x": tb, "plain": pb}[ch])
+			}
+		}
+		return offs
+	}
+	if got := count(fast.messages(t), "ticker:x"); len(got) != batch {
+		t.Fatalf("the subscriber that keeps up got %d of %d ticker publications", len(got), batch)
+	}
+	if got := count(slow.messages(t), "ticker:x"); fmt.Sprint(got) != "[1 50]" {
+		t.Fatalf("the subscriber behind got ticker offsets %v, want [1 50] (the first, then only the newest)", got)
+	}
+	if got := count(slow.messages(t), "plain"); len(got) != batch-1 {
+		t.Fatalf("the subscriber behind got %d of %d publications of a channel that is not conflated", len(got), batch-1)
+	}
+	if got := h.Stats().Conflated; got != batch-2 {
+		t.Fatalf("Conflated = %d, want %d", got, batch-2)
+	}
+}
