@@ -90,6 +90,6 @@ bench:
 clean:
 	rm -rf bin benchmarks/out
 
-## bench-peers: Herald against nbio, gorilla, coder and gobwas through the same loadtest scenarios; rewrites benchmarks/RESULTS.md
+## bench-peers: Herald against nbio, gorilla, coder, gobwas and the write(2)-per-socket floor through the same loadtest scenarios (broadcasts and sustained fan-out); rewrites benchmarks/RESULTS.md
 bench-peers:
 	$(GO) run ./benchmarks/peerbench -repeats $(REPEATS)

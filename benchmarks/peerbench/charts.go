@@ -29,6 +29,10 @@ var palette = []color.Color{
 	color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
 	color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
 	color.RGBA{R: 0x8c, G: 0x56, B: 0x4b, A: 0xff},
+	color.RGBA{R: 0xe3, G: 0x77, B: 0xc2, A: 0xff},
+	color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff},
+	color.RGBA{R: 0xbc, G: 0xbd, B: 0x22, A: 0xff},
+	color.RGBA{R: 0x17, G: 0xbe, B: 0xcf, A: 0xff},
 }
 
 // series is one server's bars in a grouped bar chart.
@@ -188,7 +192,7 @@ func chartsFor(dir string, servers []server, scenarios []scenario, data map[stri
 	// Latency: one chart per echo or broadcast scenario; groups are
 	// percentiles, bars are servers.
 	for _, sc := range scenarios {
-		if len(data[sc.Name]) == 0 {
+		if len(data[sc.Name]) == 0 || sc.Sustained {
 			continue
 		}
 		var keys, groups []string
@@ -221,6 +225,44 @@ func chartsFor(dir string, servers []server, scenarios []scenario, data map[stri
 			return nil, err
 		}
 		out = append(out, c)
+	}
+
+	// Sustained fan-out: one group per offered rate, one bar per server,
+	// for p99 to the last subscriber and for deliveries per second.
+	var rates []scenario
+	for _, sc := range scenarios {
+		if sc.Sustained && len(data[sc.Name]) > 0 {
+			rates = append(rates, sc)
+		}
+	}
+	if len(rates) > 0 {
+		var groups []string
+		for _, sc := range rates {
+			groups = append(groups, fmt.Sprintf("%.0f/s", sc.Config.Push.Rate))
+		}
+		for _, m := range []struct{ key, file, title, unit string }{
+			{"last_p99_ms", "sustained-p99.png", "Sustained fan-out to 10,000: p99 to the last subscriber against offered publications per second (lower is better)", "milliseconds"},
+			{"deliveries_per_s", "sustained-deliveries.png", "Sustained fan-out to 10,000: deliveries per second against offered publications per second (higher is better)", "deliveries per second"},
+		} {
+			var ss []series
+			for i, srv := range servers {
+				s := series{Name: srv.Name, Color: palette[i%len(palette)]}
+				has := false
+				for _, sc := range rates {
+					v := medianOf(sc.Name, srv.Name, m.key)
+					has = has || v > 0
+					s.Values = append(s.Values, v)
+				}
+				if has {
+					ss = append(ss, s)
+				}
+			}
+			c := chart{File: m.file, Title: m.title}
+			if err := barChart(filepath.Join(dir, c.File), c.Title, m.unit, groups, ss, fmtValue); err != nil {
+				return nil, err
+			}
+			out = append(out, c)
+		}
 	}
 	return out, nil
 }

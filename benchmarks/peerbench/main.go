@@ -47,6 +47,10 @@ type server struct {
 	// (herald-ws: Herald with its default flags on /ws, for the idle
 	// memory headline).
 	OnlyOwn bool
+	// Runs, when set, picks the scenarios (among those open to every
+	// server) this one runs: the floor only broadcasts, the baseline
+	// build only runs the sustained fan-out.
+	Runs func(scenario) bool
 }
 
 // scenario is one measurement and how to read its figure of merit.
@@ -56,7 +60,11 @@ type scenario struct {
 	Metric string // key in the metrics map
 	Unit   string
 	Lower  bool   // lower is better
-	Only   string // run against this server only (Herald-only figures)
+	Only   string // comma-separated: run against these servers only (Herald-only figures)
+	// Sustained: a sustained fan-out, where a server that falls behind
+	// is measured (its lost deliveries and publish errors reported), not
+	// discarded.
+	Sustained bool
 	// Channels, when set, makes this a channel-memory measurement
 	// (channels.go) instead of a loadtest run; Config is unused.
 	Channels *channelLoad
@@ -68,17 +76,27 @@ type measurement map[string]float64
 // their one server, the others on every single-process server.
 func (sc scenario) runsOn(s server) bool {
 	if sc.Only != "" || s.OnlyOwn {
-		return sc.Only == s.Name
+		return strings.Contains(","+sc.Only+",", ","+s.Name+",")
+	}
+	if s.Runs != nil && !s.Runs(sc) {
+		return false
 	}
 	return !s.Cluster
 }
+
+// broadcasts is the floor's Runs: push scenarios only (it does not echo).
+func broadcasts(sc scenario) bool { return sc.Config.Scenario == "push" }
+
+// sustained is the baseline build's Runs.
+func sustained(sc scenario) bool { return sc.Sustained }
 
 func main() {
 	var (
 		repeats = flag.Int("repeats", 3, "repeats of every measurement; medians are reported")
 		outDir  = flag.String("out", "benchmarks/out", "directory for binaries and raw JSON results")
 		results = flag.String("results", "benchmarks/RESULTS.md", "markdown report to write")
-		only    = flag.String("servers", "herald,herald-ws,nbio,gorilla,coder,gobwas,herald-cluster", "servers to run")
+		only    = flag.String("servers", "herald,herald-ws,floor,herald-base,nbio,gorilla,coder,gobwas,herald-cluster", "servers to run")
+		base    = flag.String("baseline", "849177d", "git revision built as herald-base (Herald before coalesced delivery) for the sustained fan-out's CPU-per-delivery target")
 		scen    = flag.String("scenarios", "", "comma-separated scenario names to run (default all)")
 		srcIPs  = flag.String("source-ips", "127.0.0.2-127.0.0.254", "client source addresses")
 		charts  = flag.String("charts", "", "directory for the PNG charts the report shows (default: charts/ beside -results)")
@@ -95,17 +113,25 @@ func main() {
 	all := []server{
 		{"herald", filepath.Join(bin, "herald"), func(a, api string) []string {
 			return []string{"serve", "-echo", "-addr", a, "-api-addr", api, "-log-level", "warn", "-ping-interval", "0", "-idle-timeout", "0", "-max-message-size", "16MiB"}
-		}, "/echo", true, false, false},
+		}, "/echo", true, false, false, nil},
 		// Herald as deployed: default flags (heartbeats and the idle
 		// timeout on), the push endpoint.
 		{"herald-ws", filepath.Join(bin, "herald"), func(a, api string) []string {
 			return []string{"serve", "-addr", a, "-api-addr", api, "-log-level", "warn"}
-		}, "/ws", true, false, true},
-		{"nbio", filepath.Join(bin, "nbio"), peerArgs, "/ws", false, false, false},
-		{"gorilla", filepath.Join(bin, "gorilla"), peerArgs, "/ws", false, false, false},
-		{"coder", filepath.Join(bin, "coder"), peerArgs, "/ws", false, false, false},
-		{"gobwas", filepath.Join(bin, "gobwas"), peerArgs, "/ws", false, false, false},
-		{"herald-cluster", filepath.Join(bin, "herald"), nil, "/ws", true, true, false},
+		}, "/ws", true, false, true, nil},
+		{"nbio", filepath.Join(bin, "nbio"), peerArgs, "/ws", false, false, false, nil},
+		{"gorilla", filepath.Join(bin, "gorilla"), peerArgs, "/ws", false, false, false, nil},
+		{"coder", filepath.Join(bin, "coder"), peerArgs, "/ws", false, false, false, nil},
+		{"gobwas", filepath.Join(bin, "gobwas"), peerArgs, "/ws", false, false, false, nil},
+		{"herald-cluster", filepath.Join(bin, "herald"), nil, "/ws", true, true, false, nil},
+		// The floor: one raw write(2) per message per socket, nothing
+		// else (benchmarks/peers/floor).
+		{"floor", filepath.Join(bin, "floor"), peerArgs, "/ws", false, false, false, broadcasts},
+		// Herald at -baseline, for "CPU per delivery at most half of
+		// before": built from that revision, same flags as herald.
+		{"herald-base", filepath.Join(bin, "herald-base"), func(a, api string) []string {
+			return []string{"serve", "-addr", a, "-api-addr", api, "-log-level", "warn", "-ping-interval", "0", "-idle-timeout", "0"}
+		}, "/ws", true, false, false, sustained},
 	}
 	var servers []server
 	for _, s := range all {
@@ -121,7 +147,15 @@ func main() {
 		{Name: "echo-1000x1KiB", Config: loadtest.Config{Scenario: "echo", Conns: 1000, Size: 1024, InFlight: 1, Duration: 5 * time.Second}, Metric: "cpu_per_msg", Unit: "µs", Lower: true},
 		{Name: "broadcast-10k", Config: loadtest.Config{Scenario: "push", Conns: 10000, Duration: 8 * time.Second, Push: loadtest.PushConfig{Rate: 5}}, Metric: "last_p99_ms", Unit: "ms", Lower: true},
 		{Name: "connect-rate", Config: loadtest.Config{Scenario: "connect", Conns: 5000, Duration: time.Second, Settle: time.Second}, Metric: "connect_rate", Unit: "conns/s", Lower: false},
-		{Name: "broadcast-19k", Config: loadtest.Config{Scenario: "push", Conns: 19000, Duration: 8 * time.Second, Push: loadtest.PushConfig{Rate: 5}}, Metric: "last_p99_ms", Unit: "ms", Lower: true, Only: "herald"},
+		{Name: "broadcast-19k", Config: loadtest.Config{Scenario: "push", Conns: 19000, Duration: 8 * time.Second, Push: loadtest.PushConfig{Rate: 5}}, Metric: "last_p99_ms", Unit: "ms", Lower: true, Only: "herald,floor"},
+		// Sustained fan-out: 10,000 subscribers, 5 to 100 publications
+		// per second for 10 s. Deliveries per second is the figure of
+		// merit; p99 to the last subscriber, lost deliveries and refused
+		// publishes show where a server falls over.
+		{Name: "sustained-5", Sustained: true, Config: loadtest.Config{Scenario: "push", Conns: 10000, Duration: 10 * time.Second, Push: loadtest.PushConfig{Rate: 5}}, Metric: "deliveries_per_s", Unit: "1/s", Lower: false},
+		{Name: "sustained-20", Sustained: true, Config: loadtest.Config{Scenario: "push", Conns: 10000, Duration: 10 * time.Second, Push: loadtest.PushConfig{Rate: 20}}, Metric: "deliveries_per_s", Unit: "1/s", Lower: false},
+		{Name: "sustained-50", Sustained: true, Config: loadtest.Config{Scenario: "push", Conns: 10000, Duration: 10 * time.Second, Push: loadtest.PushConfig{Rate: 50}}, Metric: "deliveries_per_s", Unit: "1/s", Lower: false},
+		{Name: "sustained-100", Sustained: true, Config: loadtest.Config{Scenario: "push", Conns: 10000, Duration: 10 * time.Second, Push: loadtest.PushConfig{Rate: 100}}, Metric: "deliveries_per_s", Unit: "1/s", Lower: false},
 		{Name: "cluster-push-30k", Config: loadtest.Config{Scenario: "push", Conns: 30000, Procs: 2, Duration: 10 * time.Second, Push: loadtest.PushConfig{Rate: 5, Channels: 3}}, Metric: "last_p99_ms", Unit: "ms", Lower: true, Only: "herald-cluster"},
 		{Name: "channels-subscribed-10k", Channels: &channelLoad{Channels: 10_000, Conns: 100}, Metric: "rss_per_channel", Unit: "B", Lower: true, Only: "herald"},
 		{Name: "channels-subscribed-100k", Channels: &channelLoad{Channels: 100_000, Conns: 1000}, Metric: "rss_per_channel", Unit: "B", Lower: true, Only: "herald"},
@@ -141,7 +175,7 @@ func main() {
 		data, *repeats, err = loadResults(*outDir, servers, scenarios)
 		must(err)
 	} else {
-		data = runAll(servers, scenarios, *outDir, *srcIPs, *repeats)
+		data = runAll(servers, scenarios, *outDir, *srcIPs, *repeats, *base)
 	}
 	must(os.MkdirAll(*charts, 0o755))
 	cs, err := chartsFor(*charts, servers, scenarios, data)
@@ -159,10 +193,15 @@ func main() {
 
 // runAll builds the servers and runs every scenario against each of them
 // repeats times, interleaved.
-func runAll(servers []server, scenarios []scenario, outDir, srcIPs string, repeats int) map[string]map[string][]measurement {
+func runAll(servers []server, scenarios []scenario, outDir, srcIPs string, repeats int, baseline string) map[string]map[string][]measurement {
 	bin := filepath.Join(outDir, "bin")
 	must(os.MkdirAll(bin, 0o755))
 	build(bin)
+	for _, s := range servers {
+		if s.Name == "herald-base" {
+			buildRevision(bin, baseline, "herald-base")
+		}
+	}
 	ips, err := loadtest.ParseIPRange(srcIPs)
 	must(err)
 	data := map[string]map[string][]measurement{}
@@ -243,7 +282,7 @@ func decodeResult(sc scenario, b []byte) (measurement, error) {
 	if err := json.Unmarshal(b, &res); err != nil {
 		return nil, err
 	}
-	return measurementOf(&res)
+	return measurementOf(&res, sc.Sustained)
 }
 
 func peerArgs(addr, _ string) []string { return []string{"-addr", addr} }
@@ -253,9 +292,25 @@ func build(bin string) {
 	must(err)
 	run(".", "go", "build", "-o", filepath.Join(abs, "herald"), "./cmd/herald")
 	run(".", "go", "build", "-o", filepath.Join(abs, "natsd"), "./benchmarks/natsd")
-	for _, p := range []string{"nbio", "gorilla", "coder", "gobwas"} {
+	for _, p := range []string{"nbio", "gorilla", "coder", "gobwas", "floor"} {
 		run("benchmarks/peers", "go", "build", "-o", filepath.Join(abs, p), "./"+p)
 	}
+}
+
+// buildRevision builds ./cmd/herald as it was at rev (git archive into a
+// temporary directory) into bin/name.
+func buildRevision(bin, rev, name string) {
+	abs, err := filepath.Abs(bin)
+	must(err)
+	dir, err := os.MkdirTemp("", "herald-"+rev+"-")
+	must(err)
+	defer os.RemoveAll(dir)
+	archive := exec.Command("sh", "-c", "git archive "+rev+" | tar -x -C "+dir)
+	archive.Stderr = os.Stderr
+	if err := archive.Run(); err != nil {
+		log.Fatalf("git archive %s: %v", rev, err)
+	}
+	run(dir, "go", "build", "-o", filepath.Join(abs, name), "./cmd/herald")
 }
 
 func run(dir, name string, args ...string) {
@@ -336,14 +391,41 @@ func measure(s server, sc scenario, ips []net.IP, outDir string, rep int) (measu
 	}
 	cfg.ServerPID = cmd.Process.Pid
 	cfg.SourceIPs = ips
-	return runAndSave(cfg, outDir, fmt.Sprintf("%s-%s-%d.json", sc.Name, s.Name, rep))
+	return runAndSave(cfg, sc.Sustained, outDir, fmt.Sprintf("%s-%s-%d.json", sc.Name, s.Name, rep))
 }
 
 // measurementOf reads the figures the report uses from a run's result; a
-// run with failures, errors or lost deliveries measures nothing.
-func measurementOf(res *loadtest.Result) (measurement, error) {
-	if res.Failures > 0 || len(res.Errors) > 0 {
+// run with failures, errors or lost deliveries measures nothing, except in
+// a sustained fan-out, where falling behind (lost deliveries, refused
+// publishes) is what is measured; connection failures and duplicates
+// still void it.
+func measurementOf(res *loadtest.Result, sustained bool) (measurement, error) {
+	if res.Failures > 0 || (len(res.Errors) > 0 && !sustained) {
 		return nil, fmt.Errorf("%d failures: %v", res.Failures, res.Errors)
+	}
+	if sustained && res.Push != nil {
+		p := res.Push
+		if p.Duplicates > 0 {
+			return nil, fmt.Errorf("%d duplicated deliveries", p.Duplicates)
+		}
+		m := measurement{
+			"deliveries_per_s": res.MsgsPerSec,
+			"last_p50_ms":      p.LastDelivery.P50 / 1000,
+			"last_p90_ms":      p.LastDelivery.P90 / 1000,
+			"last_p99_ms":      p.LastDelivery.P99 / 1000,
+			"last_max_ms":      p.LastDelivery.Max / 1000,
+			"lost":             float64(p.Lost),
+			"publish_errors":   float64(p.PublishErrs),
+			"publications":     float64(p.Publications),
+		}
+		if p.Expected > 0 {
+			m["lost_pct"] = 100 * float64(p.Lost) / float64(p.Expected)
+		}
+		if res.Server != nil {
+			m["cpu_per_delivery"] = res.Server.CPUPerMessage
+			m["rss_mib"] = float64(res.Server.RSSAfter) / (1 << 20)
+		}
+		return m, nil
 	}
 	m := measurement{"connect_rate": res.ConnectRate}
 	if res.Server != nil {
@@ -434,7 +516,12 @@ func render(servers []server, scenarios []scenario, data map[string]map[string][
 			continue // one section for all of them, below
 		}
 		fmt.Fprintf(&b, "## %s\n\n%s\n\n", sc.Name, describe(sc))
-		fmt.Fprintf(&b, "| server | %s (%s) | vs Herald | other medians |\n|---|---:|---:|---|\n", sc.Metric, sc.Unit)
+		floor, haveFloor := median(data[sc.Name]["floor"], sc.Metric)
+		if haveFloor {
+			fmt.Fprintf(&b, "| server | %s (%s) | vs Herald | vs floor | other medians |\n|---|---:|---:|---:|---|\n", sc.Metric, sc.Unit)
+		} else {
+			fmt.Fprintf(&b, "| server | %s (%s) | vs Herald | other medians |\n|---|---:|---:|---|\n", sc.Metric, sc.Unit)
+		}
 		base, haveBase := median(data[sc.Name]["herald"], sc.Metric)
 		for _, s := range servers {
 			if !sc.runsOn(s) {
@@ -450,12 +537,19 @@ func render(servers []server, scenarios []scenario, data map[string]map[string][
 			if haveBase && base > 0 {
 				ratio = fmt.Sprintf("%.2fx", v/base)
 			}
+			if haveFloor {
+				if floor > 0 {
+					ratio += fmt.Sprintf(" | %.2fx", v/floor)
+				} else {
+					ratio += " | "
+				}
+			}
 			var extra []string
-			for _, k := range []string{"connect_rate", "msgs_per_s", "rtt_p50_ms", "rtt_p99_ms", "last_p50_ms", "last_max_ms", "delivery_p99_ms", "cpu_per_delivery"} {
+			for _, k := range []string{"connect_rate", "msgs_per_s", "rtt_p50_ms", "rtt_p99_ms", "last_p50_ms", "last_p99_ms", "last_max_ms", "delivery_p99_ms", "cpu_per_delivery", "lost_pct", "publish_errors", "rss_mib"} {
 				if k == sc.Metric {
 					continue
 				}
-				if x, ok := median(ms, k); ok && x > 0 {
+				if x, ok := median(ms, k); ok && (x > 0 || (sc.Sustained && (k == "lost_pct" || k == "publish_errors"))) {
 					extra = append(extra, fmt.Sprintf("%s %.1f", k, x))
 				}
 			}
@@ -478,6 +572,9 @@ func describe(sc scenario) string {
 	case "echo":
 		return fmt.Sprintf("%d connections, %d-byte binary messages, %d in flight per connection, %v; server CPU time divided by echoed messages.", c.Conns, c.Size, c.InFlight, c.Duration)
 	case "push":
+		if sc.Sustained {
+			return fmt.Sprintf("Sustained fan-out: %d subscribers of one channel, %.0f publications per second for %v (%.0f deliveries per second offered), Herald through POST /api/publish, peers through POST /broadcast (up to 64 calls in flight). deliveries_per_s counts deliveries that arrived within the run and one second after it; last_p99_ms is the p99 to the last subscriber; lost_pct is the share of acknowledged publications' deliveries that never arrived; publish_errors are refused publishes (Herald: 503 overloaded, nothing stored); cpu_per_delivery is server CPU (µs) per delivery; rss_mib the server's RSS at the end.", c.Conns, c.Push.Rate, c.Duration, c.Push.Rate*float64(c.Conns))
+		}
 		if sc.Only == "herald-cluster" {
 			return fmt.Sprintf("Three Herald nodes on one embedded NATS server (JetStream); %d subscribers spread over the nodes and %d channels, %.0f publications per second for %v, each through a different node's API; the load generator runs as %d processes. last_p99_ms is the p99 over publications of the time from the publish call to delivery at the last subscriber; server CPU is the first node's.", c.Conns, c.Push.Channels, c.Push.Rate, c.Duration, c.Procs)
 		}
@@ -588,7 +685,7 @@ func measureCluster(s server, sc scenario, ips []net.IP, outDir string, rep int)
 	cfg.ServerPID = first.Process.Pid
 	cfg.SourceIPs = ips
 	cfg.WorkerArgs = []string{s.Bin, "loadtest", loadtest.WorkerFlag}
-	return runAndSave(cfg, outDir, fmt.Sprintf("%s-%s-%d.json", sc.Name, s.Name, rep))
+	return runAndSave(cfg, sc.Sustained, outDir, fmt.Sprintf("%s-%s-%d.json", sc.Name, s.Name, rep))
 }
 
 // targets checks the issue tracker's targets against this run's medians;
@@ -599,18 +696,30 @@ func targets(scenarios []scenario, data map[string]map[string][]measurement) str
 		what             string
 		scenario, metric string
 		peer             string  // "" compares with limit alone
-		factor           float64 // Herald must be <= factor * peer (or limit)
+		factor           float64 // Herald must be <= factor * peer (or limit); >= with higher
 		limit            float64
+		higher           bool   // Herald must be at least the bound
+		peerScenario     string // the peer's figure comes from this scenario (default: the same)
 	}
 	checks := []check{
-		{"idle memory per /ws connection, default flags (10k): at most 768 B", "idle-ws-10k", "rss_per_conn", "", 0, 768},
-		{"idle memory per connection at 10k: at most 1 KiB", "idle-10k", "rss_per_conn", "", 0, 1024},
-		{"idle memory per connection at 19k: at most 1 KiB", "idle-19k", "rss_per_conn", "", 0, 1024},
-		{"idle memory per connection below nbio's (10k)", "idle-10k", "rss_per_conn", "nbio", 1, 0},
-		{"idle memory per connection under a tenth of gorilla's (10k)", "idle-10k", "rss_per_conn", "gorilla", 0.1, 0},
-		{"server CPU per echoed message at most half of nbio's (100 x 64 B)", "echo-100x64B", "cpu_per_msg", "nbio", 0.5, 0},
-		{"broadcast to 10k: time to last delivery (p99) at most half of nbio's", "broadcast-10k", "last_p99_ms", "nbio", 0.5, 0},
-		{"broadcast to 10k: p99 under 40 ms", "broadcast-10k", "last_p99_ms", "", 0, 40},
+		{what: "idle memory per /ws connection, default flags (10k): at most 768 B", scenario: "idle-ws-10k", metric: "rss_per_conn", limit: 768},
+		{what: "idle memory per connection at 10k: at most 1 KiB", scenario: "idle-10k", metric: "rss_per_conn", limit: 1024},
+		{what: "idle memory per connection at 19k: at most 1 KiB", scenario: "idle-19k", metric: "rss_per_conn", limit: 1024},
+		{what: "idle memory per connection below nbio's (10k)", scenario: "idle-10k", metric: "rss_per_conn", peer: "nbio", factor: 1},
+		{what: "idle memory per connection under a tenth of gorilla's (10k)", scenario: "idle-10k", metric: "rss_per_conn", peer: "gorilla", factor: 0.1},
+		{what: "server CPU per echoed message at most half of nbio's (100 x 64 B)", scenario: "echo-100x64B", metric: "cpu_per_msg", peer: "nbio", factor: 0.5},
+		{what: "broadcast to 10k: time to last delivery (p99) at most half of nbio's", scenario: "broadcast-10k", metric: "last_p99_ms", peer: "nbio", factor: 0.5},
+		{what: "broadcast to 10k: p99 under 40 ms", scenario: "broadcast-10k", metric: "last_p99_ms", limit: 40},
+		{what: "broadcast to 10k: p99 to the last subscriber at most 1.1x the floor's", scenario: "broadcast-10k", metric: "last_p99_ms", peer: "floor", factor: 1.1},
+		{what: "broadcast to 19k: p99 to the last subscriber at most 1.1x the floor's", scenario: "broadcast-19k", metric: "last_p99_ms", peer: "floor", factor: 1.1},
+		{what: "sustained 100/s: deliveries per second at least 5x the floor's", scenario: "sustained-100", metric: "deliveries_per_s", peer: "floor", factor: 5, higher: true},
+		{what: "sustained 100/s: p99 to the last subscriber under 1 s", scenario: "sustained-100", metric: "last_p99_ms", limit: 1000},
+		{what: "sustained 50/s: server CPU per delivery at most half of before (herald-base)", scenario: "sustained-50", metric: "cpu_per_delivery", peer: "herald-base", factor: 0.5},
+		{what: "sustained 50/s: p99 to the last subscriber at most 3x Herald's at 5/s", scenario: "sustained-50", metric: "last_p99_ms", peer: "herald", factor: 3, peerScenario: "sustained-5"},
+		{what: "sustained 5/s: no acknowledged publication lost", scenario: "sustained-5", metric: "lost", limit: 0},
+		{what: "sustained 20/s: no acknowledged publication lost", scenario: "sustained-20", metric: "lost", limit: 0},
+		{what: "sustained 50/s: no acknowledged publication lost", scenario: "sustained-50", metric: "lost", limit: 0},
+		{what: "sustained 100/s: no acknowledged publication lost", scenario: "sustained-100", metric: "lost", limit: 0},
 	}
 	selected := map[string]bool{}
 	for _, sc := range scenarios {
@@ -639,7 +748,11 @@ func targets(scenarios []scenario, data map[string]map[string][]measurement) str
 		}
 		bound := c.limit
 		if c.peer != "" {
-			p, ok := median(data[c.scenario][c.peer], c.metric)
+			ps := c.scenario
+			if c.peerScenario != "" {
+				ps = c.peerScenario
+			}
+			p, ok := median(data[ps][c.peer], c.metric)
 			if !ok {
 				fmt.Fprintf(&b, "| %s | %.2f | %s not measured | |\n", c.what, h, c.peer)
 				continue
@@ -647,7 +760,7 @@ func targets(scenarios []scenario, data map[string]map[string][]measurement) str
 			bound = c.factor * p
 		}
 		met := "yes"
-		if h > bound {
+		if (!c.higher && h > bound) || (c.higher && h < bound) {
 			met = "**no**"
 		}
 		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %s |\n", c.what, h, bound, met)
@@ -677,7 +790,7 @@ func microBenchmarks() string {
 
 // runAndSave runs one measurement (bounded by three minutes), keeps its raw
 // result as JSON in outDir and returns its figures.
-func runAndSave(cfg loadtest.Config, outDir, name string) (measurement, error) {
+func runAndSave(cfg loadtest.Config, sustained bool, outDir, name string) (measurement, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	res, err := loadtest.Run(ctx, cfg)
@@ -686,5 +799,5 @@ func runAndSave(cfg loadtest.Config, outDir, name string) (measurement, error) {
 	}
 	raw, _ := json.MarshalIndent(res, "", "  ")
 	_ = os.WriteFile(filepath.Join(outDir, name), raw, 0o644)
-	return measurementOf(res)
+	return measurementOf(res, sustained)
 }
