@@ -1,6 +1,8 @@
 // Command peerbench runs Herald and its peers (nbio, gorilla/websocket,
-// coder/websocket, gobwas/ws), one server at a time, through the same
-// loadtest scenarios, repeats every measurement, and writes the medians
+// coder/websocket, gobwas/ws), the floor reference (one raw write(2) per
+// message per socket) and Herald at a baseline revision, one server at a
+// time, through the same loadtest scenarios (single broadcasts, and a
+// sustained fan-out at 5 to 100 publications per second), repeats every measurement, and writes the medians
 // and ratios to benchmarks/RESULTS.md, with PNG charts (memory per
 // connection, echo and broadcast latency percentiles per server) in
 // benchmarks/charts that the report shows. It also measures what a channel
