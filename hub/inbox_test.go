@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -403,5 +404,74 @@ func TestConflationDeliversNewestToSubscribersBehind(t *testing.T) {
 	}
 	if got := h.Stats().Conflated; got != batch-2 {
 		t.Fatalf("Conflated = %d, want %d", got, batch-2)
+	}
+}
+
+// TestCompressionOnlyForDeflateSubscribers: with compression on, a
+// publication is compressed only when a subscriber negotiated
+// permessage-deflate, and then once, however many such subscribers.
+func TestCompressionOnlyForDeflateSubscribers(t *testing.T) {
+	h := New(Config{Broker: broker.NewMemory(broker.MemoryConfig{}), Compression: true, CompressionMinSize: 1})
+	defer h.Close()
+	fl := &fakeLoop{}
+	cfg := &session.Config{Routes: map[string]session.Handler{"/ws": nopHandler{}}, WriteBufferLimit: 1 << 20, Compression: true}
+	loop := session.NewLoop(cfg, &session.Stats{}, fl.exec)
+	open := func(req string) *recConn {
+		c := &recConn{fakeConn: fakeConn{in: []byte(req)}}
+		c.accept.Store(-1)
+		s := new(session.Session)
+		s.Init(c, loop, time.Now())
+		if s.HandleTraffic(time.Now()); s.State() != session.StateOpen {
+			t.Fatal("session did not open")
+		}
+		c.record = true
+		h.Subscribe(s, "z", nil, func(SubscribeResult) {})
+		return c
+	}
+	plain := open(upgradeRequest)
+	fl.run()
+	base := topOf(h, "z")
+	data := []byte(`"` + string(bytes.Repeat([]byte("compressible "), 40)) + `"`)
+	before := Compressions.Load()
+	for i := range 10 {
+		h.Deliver(broker.Publication{Channel: "z", Offset: base + uint64(i+1), Data: data})
+		fl.run()
+	}
+	if got := Compressions.Load() - before; got != 0 {
+		t.Fatalf("%d publications compressed with no deflate subscriber", got)
+	}
+	deflateReq := strings.Replace(upgradeRequest, "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n", 1)
+	d1, d2 := open(deflateReq), open(deflateReq)
+	fl.run()
+	before = Compressions.Load()
+	for i := 10; i < 20; i++ {
+		h.Deliver(broker.Publication{Channel: "z", Offset: base + uint64(i+1), Data: data})
+		fl.run()
+	}
+	if got := Compressions.Load() - before; got != 10 {
+		t.Fatalf("%d compressions for 10 publications to two deflate subscribers, want 10 (once each)", got)
+	}
+	for name, c := range map[string]*recConn{"deflate 1": d1, "deflate 2": d2} {
+		r := bytes.NewReader(c.out)
+		frames := 0
+		for r.Len() > 0 {
+			hd, err := ws.ReadHeader(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !hd.Rsv1() {
+				t.Fatalf("%s got an uncompressed frame", name)
+			}
+			if _, err := r.Seek(hd.Length, io.SeekCurrent); err != nil {
+				t.Fatal(err)
+			}
+			frames++
+		}
+		if frames != 10 {
+			t.Fatalf("%s got %d frames, want 10", name, frames)
+		}
+	}
+	if n := len(plain.messages(t)); n != 20 {
+		t.Fatalf("the plain subscriber got %d messages, want 20", n)
 	}
 }

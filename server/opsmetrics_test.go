@@ -159,6 +159,11 @@ func TestOperatorMetrics(t *testing.T) {
 		{"herald_connection_closes_total", []string{"reason=handshake_rejected"}, 1},
 		{"herald_connection_closes_total", []string{"reason=slow_consumer"}, 0},
 		{"herald_max_connections", nil, 3},
+		{"herald_overload_refusals_total", nil, 0},
+		{"herald_conflated_total", nil, 0},
+		{"herald_loop_inbox_overflows_total", nil, 0},
+		{"herald_connections_refused_rate_total", nil, 0},
+		{"herald_connections_refused_per_ip_total", nil, 0},
 	} {
 		if got := value(fams, tc.name, tc.labels...); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
@@ -188,17 +193,28 @@ func TestOperatorMetrics(t *testing.T) {
 		t.Errorf("close reasons exported: %s", got)
 	}
 
-	// One latency and one fan-out observation per publication per loop
-	// with subscribers: a and b sit on one loop or on two.
+	// One latency observation per publication per loop with subscribers
+	// (a and b sit on one loop or on two); one fan-out, lag and
+	// deliveries-per-write observation per drain, and a drain may carry
+	// several publications.
 	lat, fan := value(fams, "herald_publish_delivery_latency_seconds"), value(fams, "herald_fanout_duration_seconds")
-	if lat != fan || (lat != 5 && lat != 10) {
+	if (lat != 5 && lat != 10) || fan < 1 || fan > lat {
 		t.Errorf("latency %v and fan-out %v observations for 5 publications to subscribers on at most 2 loops", lat, fan)
+	}
+	if lag, pw := value(fams, "herald_loop_inbox_lag_seconds"), value(fams, "herald_deliveries_per_write"); lag != fan || pw != fan {
+		t.Errorf("inbox lag %v and deliveries-per-write %v observations, want one per drain (%v)", lag, pw, fan)
+	}
+	if got := len(fams["herald_loop_inbox_publications"].GetMetric()); got < 1 || got > 2 {
+		t.Errorf("%d herald_loop_inbox_publications series, want one per loop with subscribers", got)
+	}
+	if got := sum(fams, "herald_loop_inbox_publications") + sum(fams, "herald_loop_inbox_bytes"); got != 0 {
+		t.Errorf("inboxes hold %v at rest, want 0", got)
 	}
 	h := series(fams, "herald_publish_delivery_latency_seconds").GetHistogram()
 	if mean := h.GetSampleSum() / float64(h.GetSampleCount()); mean <= 0 || mean > 5 {
 		t.Errorf("mean publish-to-delivery latency %vs", mean)
 	}
-	for _, name := range []string{"herald_publish_delivery_latency_seconds", "herald_fanout_duration_seconds", "herald_broker_request_duration_seconds"} {
+	for _, name := range []string{"herald_publish_delivery_latency_seconds", "herald_fanout_duration_seconds", "herald_broker_request_duration_seconds", "herald_loop_inbox_lag_seconds", "herald_deliveries_per_write"} {
 		if f := fams[name]; f.GetType() != dto.MetricType_HISTOGRAM || f.GetHelp() == "" {
 			t.Errorf("%s: type %v, help %q", name, f.GetType(), f.GetHelp())
 		}
