@@ -114,19 +114,14 @@ type channel struct {
 
 // loopSubs is one event loop's subscribers of one channel. Which loopSubs
 // a channel has is guarded by Hub.mu; list is touched only by that loop.
+//
+// It is 48 bytes (a malloc size class), as a node holds one per channel
+// per loop: what the inbox needs to know of it while publications are
+// queued lives in the inbox, and goes with the queue.
 type loopSubs struct {
-	name     string // the channel
-	loop     *session.Loop
-	inbox    *inbox
-	conflate bool // Config.Conflate(name)
-	list     []*Subscription
-	// Guarded by inbox.mu: where the newest publication queued for this
-	// list sits in the inbox (valid in generation queuedGen; -1: none),
-	// and whether a gap note is queued.
-	queuedAt  int32
-	queuedGen uint32
-	gapQueued bool
-	drainGen  uint32 // the drain that last saw a publication of the channel (conflation); the loop's only
+	name  string // the channel
+	inbox *inbox // the loop's; inbox.loop is the loop
+	list  []*Subscription
 }
 
 // Subscription is one session's subscription to one channel. It is owned by
@@ -540,7 +535,7 @@ func (h *Hub) loopSubsOf(name string, loop *session.Loop) *loopSubs {
 	h.mu.RLock()
 	if ch := h.channels[name]; ch != nil {
 		for _, ls := range ch.loops {
-			if ls.loop == loop {
+			if ls.inbox.loop == loop {
 				ch.subs.Add(1)
 				h.mu.RUnlock()
 				return ls
@@ -558,10 +553,7 @@ func (h *Hub) loopSubsOf(name string, loop *session.Loop) *loopSubs {
 		ch = &channel{}
 		h.channels[name] = ch
 	}
-	ls := &loopSubs{name: name, loop: loop, inbox: h.inboxOf(loop), queuedAt: -1}
-	if h.cfg.Conflate != nil {
-		ls.conflate = h.cfg.Conflate(name)
-	}
+	ls := &loopSubs{name: name, inbox: h.inboxOf(loop)}
 	ch.subs.Add(1)
 	ch.loops = append(ch.loops, ls)
 	ch.wanted = true

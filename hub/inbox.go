@@ -47,13 +47,17 @@ type inbox struct {
 	room       chan struct{}
 	roomWanted bool
 
-	// gen counts the queues taken (guarded by mu): a loopSubs' queuedAt
-	// is valid only in the generation it was set in.
-	gen uint32
+	// Guarded by mu, and emptied when the queue is taken, so they hold
+	// at most the queue's own entries (nothing per channel outlives a
+	// drain): conf is where the newest publication of each conflated
+	// channel sits in q (none once a gap note follows it), gaps the
+	// channels with a gap note queued.
+	conf map[*loopSubs]int32
+	gaps map[*loopSubs]struct{}
 
 	// Owned by the loop's goroutine (the drain).
 	touched []*session.Session
-	passGen uint32 // counts drains, for loopSubs.drainGen
+	seen    map[*loopSubs]struct{} // the conflation pass's channels seen, emptied after it
 	drainFn func()
 }
 
@@ -62,6 +66,9 @@ type queued struct {
 	ls *loopSubs
 	p  broker.Publication
 	f  *sharedFrame
+	// conflate: the channel is conflated (Config.Conflate), decided
+	// once when the publication is queued.
+	conflate bool
 	// gap: ls lost publications (the inbox was full); its subscribers
 	// recover from history instead.
 	gap bool
@@ -75,7 +82,8 @@ type queued struct {
 }
 
 func (h *Hub) newInbox(l *session.Loop, index int) *inbox {
-	in := &inbox{loop: l, index: index, room: make(chan struct{})}
+	in := &inbox{loop: l, index: index, room: make(chan struct{}),
+		conf: map[*loopSubs]int32{}, gaps: map[*loopSubs]struct{}{}, seen: map[*loopSubs]struct{}{}}
 	in.drainFn = func() { h.drain(in) }
 	return in
 }
@@ -117,36 +125,34 @@ func (h *Hub) overHighWater(in *inbox) bool {
 // from history, which holds what they missed, so nothing is lost silently.
 func (h *Hub) push(in *inbox, ls *loopSubs, p broker.Publication, f *sharedFrame) {
 	size := len(f.plain)
+	conflate := h.cfg.Conflate != nil && h.cfg.Conflate(ls.name)
 	schedule := false
 	in.mu.Lock()
 	full := in.live >= h.cfg.InboxPublications || (in.live > 0 && in.bytes+size > h.cfg.InboxBytes)
-	switch {
-	case !full:
-		in.q = append(in.q, queued{ls: ls, p: p, f: f})
+	if !full {
+		in.q = append(in.q, queued{ls: ls, p: p, f: f, conflate: conflate})
 		in.live++
 		in.bytes += size
-		ls.queuedAt, ls.queuedGen = int32(len(in.q)-1), in.gen
-	case ls.conflate && ls.queuedGen == in.gen && ls.queuedAt >= 0 && !in.q[ls.queuedAt].gap && !in.q[ls.queuedAt].dead:
-		old := &in.q[ls.queuedAt]
+		if conflate {
+			in.conf[ls] = int32(len(in.q) - 1)
+		}
+	} else if at, ok := in.conf[ls]; conflate && ok {
+		old := &in.q[at]
 		old.dead = true
 		old.f.release()
 		in.bytes -= len(old.f.plain)
 		old.f = nil
-		in.q = append(in.q, queued{ls: ls, p: p, f: f})
+		in.q = append(in.q, queued{ls: ls, p: p, f: f, conflate: true})
 		in.bytes += size
-		ls.queuedAt = int32(len(in.q) - 1)
+		in.conf[ls] = int32(len(in.q) - 1)
 		h.conflated.Add(1)
 		if len(in.q) >= 2*h.cfg.InboxPublications {
 			in.compact()
 		}
-	default:
+	} else {
 		f.release()
 		h.overflows.Add(1)
-		if !ls.gapQueued {
-			ls.gapQueued = true
-			in.q = append(in.q, queued{ls: ls, gap: true})
-			ls.queuedAt = -1
-		}
+		in.queueGap(ls)
 	}
 	if !in.scheduled {
 		in.scheduled = true
@@ -162,18 +168,26 @@ func (h *Hub) push(in *inbox, ls *loopSubs, p broker.Publication, f *sharedFrame
 	}
 }
 
+// queueGap queues a gap note for ls unless one is queued already; no
+// publication queued before it may be replaced afterwards. Callers hold
+// mu.
+func (in *inbox) queueGap(ls *loopSubs) bool {
+	if _, ok := in.gaps[ls]; ok {
+		return false
+	}
+	in.gaps[ls] = struct{}{}
+	in.q = append(in.q, queued{ls: ls, gap: true})
+	delete(in.conf, ls)
+	return true
+}
+
 // pushGap queues a note that ls's channel lost continuity in the broker:
 // the drain has its subscribers recover from history, in order with the
 // publications queued before it. It is not bounded by the inbox limits:
 // a loopSubs has at most one such note queued.
 func (h *Hub) pushGap(in *inbox, ls *loopSubs) {
 	in.mu.Lock()
-	queue := !ls.gapQueued
-	if queue {
-		ls.gapQueued = true
-		in.q = append(in.q, queued{ls: ls, gap: true})
-		ls.queuedAt = -1
-	}
+	queue := in.queueGap(ls)
 	schedule := queue && !in.scheduled
 	if schedule {
 		in.scheduled = true
@@ -193,10 +207,11 @@ func (in *inbox) compact() {
 			continue
 		}
 		q = append(q, it)
-		if it.gap {
-			it.ls.queuedAt = -1
-		} else {
-			it.ls.queuedAt = int32(len(q) - 1)
+		switch {
+		case it.gap:
+			delete(in.conf, it.ls)
+		case it.conflate:
+			in.conf[it.ls] = int32(len(q) - 1)
 		}
 	}
 	clear(in.q[len(q):])
@@ -210,12 +225,8 @@ func (in *inbox) take() []queued {
 	in.q = in.spare[:0]
 	in.spare = nil
 	in.live, in.bytes = 0, 0
-	in.gen++
-	for i := range batch {
-		if batch[i].gap {
-			batch[i].ls.gapQueued = false
-		}
-	}
+	clear(in.conf)
+	clear(in.gaps)
 	in.depth.Store(0)
 	in.depthBytes.Store(0)
 	in.mu.Unlock()
@@ -254,17 +265,17 @@ func (h *Hub) drain(in *inbox) {
 	}
 	// Conflation: mark every publication of a conflated channel that a
 	// newer one of the same channel follows in this batch.
-	in.passGen++
-	gen := in.passGen
 	for i := len(batch) - 1; i >= 0; i-- {
 		it := &batch[i]
-		if it.ls.conflate && !it.gap && !it.dead {
-			if it.ls.drainGen == gen {
+		if it.conflate && !it.gap && !it.dead {
+			if _, ok := in.seen[it.ls]; ok {
 				it.superseded = true
+			} else {
+				in.seen[it.ls] = struct{}{}
 			}
-			it.ls.drainGen = gen
 		}
 	}
+	clear(in.seen)
 	var sent int64
 	for i := range batch {
 		it := &batch[i]

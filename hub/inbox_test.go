@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 
@@ -473,5 +474,14 @@ func TestCompressionOnlyForDeflateSubscribers(t *testing.T) {
 	}
 	if n := len(plain.messages(t)); n != 20 {
 		t.Fatalf("the plain subscriber got %d messages, want 20", n)
+	}
+}
+
+// TestLoopSubsSize: a node holds one loopSubs per channel per loop; it
+// must stay in the 48-byte size class (an empty channel with one
+// subscriber costs at most 300 B in all).
+func TestLoopSubsSize(t *testing.T) {
+	if n := unsafe.Sizeof(loopSubs{}); n > 48 {
+		t.Fatalf("loopSubs is %d bytes, want at most 48", n)
 	}
 }
