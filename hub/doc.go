@@ -10,6 +10,9 @@
 // each publication in arrival order, appends it to each of the loop's
 // subscribers while their sessions are corked (session.Cork): every
 // subscriber gets one write for the whole batch, not one per publication.
+// What corked sessions gather is bounded per connection
+// (session.GatherLimit) and per drain (DrainGatherBudget, past which the
+// gathered bytes are written and the drain goes on).
 // Nothing is allocated per subscriber or per publication, and no lock is
 // taken per subscriber: a loop's subscription index is touched only by
 // that loop. Per-channel and per-connection order are kept.

@@ -56,7 +56,8 @@ type inbox struct {
 	gaps map[*loopSubs]struct{}
 
 	// Owned by the loop's goroutine (the drain).
-	touched []*session.Session
+	touched  []*session.Session
+	gathered int // bytes queued on touched sessions since they were corked
 	seen    map[*loopSubs]struct{} // the conflation pass's channels seen, emptied after it
 	drainFn func()
 }
@@ -289,13 +290,7 @@ func (h *Hub) drain(in *inbox) {
 			sent += n
 		}
 	}
-	for i, s := range in.touched {
-		if !s.Uncork() {
-			s.Abort(session.CloseSlowConsumer)
-		}
-		in.touched[i] = nil
-	}
-	in.touched = in.touched[:0]
+	in.uncorkAll()
 	msgs, writes := in.loop.Gathered()
 	end := time.Now()
 	for i := range batch {
@@ -347,8 +342,33 @@ func (h *Hub) deliverTo(in *inbox, it *queued) (sent int64) {
 		}
 		writeLive(sub.sess, p, it.f)
 		sent++
+		// What corked sessions hold is bounded per loop as well as per
+		// connection: past DrainGatherBudget they are written now, in
+		// order, and the drain corks them again as it goes on.
+		if in.gathered += len(it.f.plain); in.gathered >= DrainGatherBudget {
+			in.uncorkAll()
+		}
 	}
 	return sent
+}
+
+// DrainGatherBudget bounds the bytes one drain gathers over all the
+// corked sessions of its loop before it writes them (each session also
+// writes at session.GatherLimit): a large batch for many subscribers
+// never holds more than this at once.
+const DrainGatherBudget = 4 << 20
+
+// uncorkAll writes what every corked session gathered, each with one
+// write; a session whose peer is gone is closed.
+func (in *inbox) uncorkAll() {
+	for i, s := range in.touched {
+		if !s.Uncork() {
+			s.Abort(session.CloseSlowConsumer)
+		}
+		in.touched[i] = nil
+	}
+	in.touched = in.touched[:0]
+	in.gathered = 0
 }
 
 // Admit waits, up to the end of ctx or Config.AdmitWait, until every event

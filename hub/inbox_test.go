@@ -485,3 +485,47 @@ func TestLoopSubsSize(t *testing.T) {
 		t.Fatalf("loopSubs is %d bytes, want at most 48", n)
 	}
 }
+
+// TestDrainGatherBudget: a batch too large to hold corked for every
+// subscriber at once (100 subscribers x 60 KiB, over DrainGatherBudget) is
+// written in parts as the budget fills, each subscriber still getting
+// everything in order, with as few writes as the budget allows.
+func TestDrainGatherBudget(t *testing.T) {
+	const (
+		subs = 100
+		pubs = 60
+	)
+	h := New(Config{Broker: broker.NewMemory(broker.MemoryConfig{})})
+	defer h.Close()
+	fl, sessions, conns := recSessions(t, subs, 64<<20)
+	for _, s := range sessions {
+		h.Subscribe(s, "big", nil, func(SubscribeResult) {})
+	}
+	fl.run()
+	base := topOf(h, "big")
+	data := []byte(`"` + string(bytes.Repeat([]byte("y"), 1000)) + `"`)
+	for i := range pubs {
+		h.Deliver(broker.Publication{Channel: "big", Offset: base + uint64(i+1), Data: data})
+	}
+	fl.run()
+	frame := len(conns[0].out) / pubs
+	total := subs * pubs * frame
+	want := (total + DrainGatherBudget - 1) / DrainGatherBudget
+	if total <= DrainGatherBudget || subs*pubs*frame/subs >= session.GatherLimit {
+		t.Fatalf("test set-up: %d bytes in all, %d per subscriber", total, pubs*frame)
+	}
+	for i, c := range conns {
+		if c.writes != want {
+			t.Fatalf("subscriber %d: %d writes for the batch, want %d (the budget's parts)", i, c.writes, want)
+		}
+		ms := c.messages(t)
+		if len(ms) != pubs {
+			t.Fatalf("subscriber %d got %d of %d", i, len(ms), pubs)
+		}
+		for j, m := range ms {
+			if m.Offset != base+uint64(j+1) {
+				t.Fatalf("subscriber %d: message %d has offset %d", i, j, m.Offset)
+			}
+		}
+	}
+}
