@@ -57,9 +57,9 @@ type inbox struct {
 
 	// Owned by the loop's goroutine (the drain).
 	touched  []*session.Session
-	gathered int // bytes queued on touched sessions since they were corked
-	seen    map[*loopSubs]struct{} // the conflation pass's channels seen, emptied after it
-	drainFn func()
+	gathered int                    // bytes queued on touched sessions since they were corked
+	seen     map[*loopSubs]struct{} // the conflation pass's channels seen, emptied after it
+	drainFn  func()
 }
 
 // queued is one entry of an inbox.
