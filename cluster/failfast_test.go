@@ -148,3 +148,34 @@ func TestSubscribeFailsFastWhenNATSSilent(t *testing.T) {
 		t.Fatalf("subscribe: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestSilentNATSIsNoticed: when NATS stops answering without closing the
+// connection (a partition), the node declares the connection lost within
+// three ping intervals, turns unready, and reconnects once NATS answers
+// again. nats.go alone would wait two minutes per ping.
+func TestSilentNATSIsNoticed(t *testing.T) {
+	ns := startNATS(t)
+	px := startProxy(t, ns.srv.Addr().String())
+	const ping = 200 * time.Millisecond
+	b := startBroker(t, px.url(), natsbroker.Config{PingInterval: ping}, nil)
+	if err := b.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	px.holdReplies()
+	start := time.Now()
+	for b.Ready() == nil {
+		if time.Since(start) > 3*ping+2*time.Second {
+			t.Fatalf("still ready %v after NATS went silent", time.Since(start))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	px.release()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready again after NATS answered: %v", b.Ready())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	publish(t, b, "after-silence", "x", "")
+}

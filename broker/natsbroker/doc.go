@@ -39,7 +39,8 @@
 // publish's ack, a subscribe's registration and starting point, creating
 // the stream, each history read) is bounded by Config.Timeout, and ends at
 // once when the connection to NATS is lost (its reply cannot arrive on a
-// new one). While the connection is down, Publish, Subscribe and Recover
+// new one); a connection that stops answering is declared lost after two
+// unanswered pings, one every Config.PingInterval. While the connection is down, Publish, Subscribe and Recover
 // fail with ErrUnavailable without a round trip; nats.go keeps
 // reconnecting, and the first connect (of a node started while NATS was
 // down) or reconnect creates the stream again, so the node is ready as

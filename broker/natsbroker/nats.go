@@ -33,6 +33,7 @@ const (
 	DefaultGapCheckInterval = time.Second
 	DefaultRepairTimeout    = 2 * time.Second
 	DefaultTimeout          = time.Second
+	DefaultPingInterval     = 5 * time.Second
 )
 
 // jsErrDuplicateInProcess: a clustered stream saw the message id but has
@@ -74,6 +75,11 @@ type Config struct {
 	// creating the stream, each history read); a round trip also ends at
 	// once when the connection to NATS is lost. Default DefaultTimeout.
 	Timeout time.Duration
+	// PingInterval is how often the connection to NATS is pinged; two
+	// pings unanswered declare it lost, so a silent partition is noticed
+	// within three intervals (nats.go's default is two minutes). Default
+	// DefaultPingInterval.
+	PingInterval time.Duration
 }
 
 // Stats are counters of live delivery since New.
@@ -162,6 +168,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = DefaultPingInterval
+	}
 	b := &Broker{
 		cfg:  cfg,
 		key:  nuid.Next(),
@@ -195,6 +204,8 @@ func New(cfg Config) (*Broker, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectBufSize(-1), // never buffer publishes while disconnected: fail them
+		nats.PingInterval(cfg.PingInterval),
+		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.log.Warn("NATS disconnected", "err", err)
 			b.connLost()
