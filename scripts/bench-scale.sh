@@ -149,6 +149,17 @@ sample() {
 	done
 }
 
+# herald_cpu_ticks: user+system clock ticks of every herald node so far.
+herald_cpu_ticks() {
+	local sum=0 t
+	for pid in "${herald_pids[@]}"; do
+		t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+		sum=$((sum + ${t:-0}))
+	done
+	echo "$sum"
+}
+TICKS=$(getconf CLK_TCK)
+
 baseline_avail=$(awk '/^MemAvailable/ {print $2}' /proc/meminfo)
 baseline_slab=$(awk '/^Slab/ {print $2}' /proc/meminfo)
 baseline_herald=0
@@ -166,11 +177,13 @@ for phase in $PHASES; do
 		-pub-rate "$rate" -duration "$DURATION" -out "$OUT/$phase.json" >"$OUT/$phase.txt" 2>"$WORK/loadtest-$phase.log" &
 	LT_PID=$!
 	PIDS+=($LT_PID)
+	cpu0=$(herald_cpu_ticks)
 	sample "$OUT/$phase-memory.txt" &
 	SAMPLER=$!
 	PIDS+=($SAMPLER)
 	lt_status=0
 	wait "$LT_PID" || lt_status=$?
+	cpu1=$(herald_cpu_ticks)
 	kill "$SAMPLER" 2>/dev/null || true
 	wait "$SAMPLER" 2>/dev/null || true
 	cat "$OUT/$phase.txt"
@@ -181,6 +194,7 @@ for phase in $PHASES; do
 	jq -n --arg phase "$phase" --argjson scale "$SCALE" --argjson nodes "$NODES" --argjson procs "$PROCS" \
 		--argjson hr "$hr" --argjson hr0 "$baseline_herald" --argjson lr "$lr" --argjson inuse "$inuse" --argjson mem "$mem" \
 		--argjson avail "$avail" --argjson avail0 "$baseline_avail" --argjson slab "$slab" --argjson slab0 "$baseline_slab" \
+		--argjson cpu "$(( cpu1 - cpu0 ))" --argjson tck "$TICKS" \
 		--slurpfile r "$OUT/$phase.json" '
 		($r[0]) as $r | {
 			phase: $phase, scale: $scale, nodes: $nodes, generator_procs: $procs,
@@ -189,6 +203,8 @@ for phase in $PHASES; do
 			publications: $r.push.publications, expected: $r.push.expected_deliveries, delivered: $r.push.delivered,
 			lost: $r.push.lost, duplicates: $r.push.duplicates, out_of_order: $r.push.out_of_order,
 			delivery_p50_ms: ($r.push.delivery_latency.p50_us / 1000), delivery_p99_ms: ($r.push.delivery_latency.p99_us / 1000),
+			herald_cpu_seconds_whole_phase: ($cpu / $tck),
+			herald_cpu_per_delivery_us_connecting_included: (if $r.push.delivered > 0 then ($cpu / $tck) * 1e6 / $r.push.delivered else null end),
 			tcp_sockets_at_peak: $inuse,
 			herald_rss_per_conn_bytes: ((($hr - $hr0) * 1024) / $scale | floor),
 			loadtest_rss_per_conn_bytes: (($lr * 1024) / $scale | floor),
