@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"sort"
 	"sync"
 	"testing"
@@ -44,6 +45,7 @@ type keyedPublisher struct {
 	dups     int         // acknowledgements that said duplicate
 	lastAck  time.Time   // when the last acknowledgement came
 	ackTimes []time.Time // when each acknowledgement came
+	tried    []time.Time // when the attempt each acknowledgement answered was sent
 	failures int
 }
 
@@ -59,6 +61,7 @@ func (p *keyedPublisher) run(stop <-chan struct{}, every time.Duration) {
 		key := fmt.Sprintf("%s-%d", p.name, seq)
 		body := map[string]any{"channel": p.channel, "data": map[string]string{"k": key}, "idempotency_key": key}
 		for {
+			sent := time.Now()
 			status, out, err := testutil.APIRequest(p.node, http.MethodPost, "/api/publish", "", body)
 			var r struct {
 				Offset    *uint64 `json:"offset"`
@@ -69,6 +72,7 @@ func (p *keyedPublisher) run(stop <-chan struct{}, every time.Duration) {
 				p.acked = append(p.acked, ackedPub{key, *r.Offset})
 				p.lastAck = time.Now()
 				p.ackTimes = append(p.ackTimes, p.lastAck)
+				p.tried = append(p.tried, sent)
 				if r.Duplicate {
 					p.dups++
 				}
@@ -86,10 +90,24 @@ func (p *keyedPublisher) run(stop <-chan struct{}, every time.Duration) {
 	}
 }
 
-func (p *keyedPublisher) snapshot() ([]ackedPub, []time.Time) {
+func (p *keyedPublisher) snapshot() []ackedPub {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]ackedPub(nil), p.acked...), append([]time.Time(nil), p.ackTimes...)
+	return append([]ackedPub(nil), p.acked...)
+}
+
+// resumedAfter is how long after t the first acknowledgement of an
+// attempt sent after t came (an attempt sent before may have been stored,
+// and acknowledged, by the old leader just before it died).
+func (p *keyedPublisher) resumedAfter(t time.Time) (time.Duration, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, sent := range p.tried {
+		if sent.After(t) {
+			return p.ackTimes[i].Sub(t), true
+		}
+	}
+	return 0, false
 }
 
 // resumingSubscriber is a client that stays subscribed to a channel on one
@@ -296,9 +314,9 @@ func TestReplicatedStreamSurvivesNATSServerKills(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
 		for _, p := range pubs {
-			start, _ := p.snapshot()
+			start := p.snapshot()
 			for {
-				now, _ := p.snapshot()
+				now := p.snapshot()
 				if len(now) >= len(start)+n {
 					break
 				}
@@ -319,9 +337,10 @@ func TestReplicatedStreamSurvivesNATSServerKills(t *testing.T) {
 	waitAcks(10)
 	var resume time.Duration
 	for _, p := range pubs {
-		_, times := p.snapshot()
-		i := sort.Search(len(times), func(i int) bool { return times[i].After(killed) })
-		d := times[i].Sub(killed)
+		d, ok := p.resumedAfter(killed)
+		if !ok {
+			t.Fatalf("%s: no attempt sent after the kill was acknowledged", p.name)
+		}
 		t.Logf("%s: first acknowledgement %v after the leader was killed", p.name, d.Round(time.Millisecond))
 		resume = max(resume, d)
 	}
@@ -333,14 +352,23 @@ func TestReplicatedStreamSurvivesNATSServerKills(t *testing.T) {
 	waitAcks(10)
 
 	// Then a follower.
+	killedLeader := leader
 	leader = leaderOf()
 	follower := (leader + 1) % 3
+	if follower == killedLeader { // a server that has not been killed yet
+		follower = (leader + 2) % 3
+	}
 	nc.kill(follower)
 	t.Logf("killed follower %s", nc.members[follower].cfg.Name)
 	waitAcks(10)
 	nc.start(follower)
 	_ = leaderOf()
 	waitAcks(10)
+	if g := runtime.NumGoroutine(); g > 8000 {
+		t.Fatalf("%d goroutines at full load, want at most 8,000 (the -race limit is 8,128)", g)
+	} else {
+		t.Logf("%d goroutines at full load", g)
+	}
 	close(pubStop)
 	pubWG.Wait()
 
@@ -348,7 +376,7 @@ func TestReplicatedStreamSurvivesNATSServerKills(t *testing.T) {
 	var acked []ackedPub
 	dups, failures := 0, 0
 	for _, p := range pubs {
-		a, _ := p.snapshot()
+		a := p.snapshot()
 		acked = append(acked, a...)
 		dups += p.dups
 		failures += p.failures
