@@ -252,6 +252,9 @@ func New(cfg Config) (*Broker, error) {
 }
 
 // connLost ends the round trips in flight on the connection just lost.
+// nats.go runs it on its callback goroutine, possibly after a fast
+// reconnect: a round trip begun on the new connection in between ends
+// too, as an unknown outcome, which a retry with the same key settles.
 func (b *Broker) connLost() {
 	b.connMu.Lock()
 	cancel := b.connCancel
