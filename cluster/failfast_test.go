@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -178,4 +179,46 @@ func TestSilentNATSIsNoticed(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	publish(t, b, "after-silence", "x", "")
+}
+
+// TestAPIPublishToSilentNATSFailsFast: through the HTTP API, a publish
+// whose ack NATS holds back is answered 504 (outcome unknown) within the
+// broker's bound, not after -publish-timeout (5 s), and the retry with the
+// same Idempotency-Key once NATS answers returns the stored offset.
+func TestAPIPublishToSilentNATSFailsFast(t *testing.T) {
+	ns := startNATS(t)
+	px := startProxy(t, ns.srv.Addr().String())
+	b, err := natsbroker.New(natsbroker.Config{URLs: px.url(), HistorySize: 100, Name: t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := testutil.StartNode(t, testutil.NodeOptions{Broker: b, HistorySize: 100})
+	waitReady(t, n, true, 10*time.Second)
+	body := map[string]any{"channel": "api-silent", "data": 1, "idempotency_key": "once"}
+	px.holdReplies()
+	start := time.Now()
+	status, out, err := testutil.APIRequest(n, http.MethodPost, "/api/publish", "", body)
+	d := time.Since(start)
+	px.release()
+	if err != nil || status != http.StatusGatewayTimeout {
+		t.Fatalf("publish with NATS silent = %d %s %v, want 504", status, out, err)
+	}
+	if d > failBound {
+		t.Fatalf("publish answered after %v, want within %v", d, failBound)
+	}
+	waitReady(t, n, true, 10*time.Second)
+	type reply struct {
+		Offset    uint64 `json:"offset"`
+		Duplicate bool   `json:"duplicate"`
+	}
+	var first, again reply
+	for i, r := range []*reply{&first, &again} {
+		status, out, err = testutil.APIRequest(n, http.MethodPost, "/api/publish", "", body)
+		if err != nil || status != http.StatusOK || json.Unmarshal(out, r) != nil {
+			t.Fatalf("retry %d = %d %s %v, want 200", i, status, out, err)
+		}
+	}
+	if !first.Duplicate || !again.Duplicate || first.Offset != again.Offset {
+		t.Fatalf("retries answered %+v and %+v, want both duplicates of the publication the silent NATS stored", first, again)
+	}
 }
