@@ -244,7 +244,9 @@ func (s *resumingSubscriber) received() []ackedPub {
 // 504. The stream leader is killed with SIGKILL and restarted, then a
 // follower. Afterwards: every acknowledged publication is in the stream
 // exactly once under its own offset (retries across the leader change
-// produced no duplicates), and every subscriber, on every node, received
+// produced no duplicates; five keys stored under the old leader and
+// retried through other nodes under the new one are answered with their
+// first offsets), and every subscriber, on every node, received
 // every acknowledged publication exactly once and in offset order,
 // reconnecting with since when the node made it resync. The time from the
 // leader's death to the next acknowledgement on every node is measured and
@@ -328,7 +330,35 @@ func TestReplicatedStreamSurvivesNATSServerKills(t *testing.T) {
 		}
 	}
 
+	// publishKeyed publishes key through n until the API acknowledges it.
+	publishKeyed := func(n *server.Node, key string) (uint64, bool) {
+		t.Helper()
+		body := map[string]any{"channel": channel, "data": map[string]string{"k": key}, "idempotency_key": key}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			status, out, err := testutil.APIRequest(n, http.MethodPost, "/api/publish", "", body)
+			var r struct {
+				Offset    *uint64 `json:"offset"`
+				Duplicate bool    `json:"duplicate"`
+			}
+			if err == nil && status == http.StatusOK && json.Unmarshal(out, &r) == nil && r.Offset != nil {
+				return *r.Offset, r.Duplicate
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("publish %s: %d %s %v", key, status, out, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
 	waitAcks(10)
+	// Keys stored under the old leader, retried under the new one below.
+	var early []ackedPub
+	for i := range 5 {
+		key := fmt.Sprint("early-", i)
+		off, _ := publishKeyed(nodes[0], key)
+		early = append(early, ackedPub{key, off})
+	}
 	// The stream leader dies without a word.
 	leader := leaderOf()
 	killed := time.Now()
@@ -346,6 +376,15 @@ func TestReplicatedStreamSurvivesNATSServerKills(t *testing.T) {
 	}
 	if resume > maxResume {
 		t.Fatalf("publishing resumed %v after the stream leader was killed, want within %v", resume, maxResume)
+	}
+	// The new leader knows the keys the old one stored: retries through
+	// the other nodes are answered with the first offsets, nothing stored
+	// twice.
+	for i, e := range early {
+		off, dup := publishKeyed(nodes[1+i%2], e.key)
+		if !dup || off != e.offset {
+			t.Fatalf("retry of %s after the leader change: offset %d duplicate %v, want the first offset %d as a duplicate", e.key, off, dup, e.offset)
+		}
 	}
 	nc.start(leader)
 	_ = leaderOf() // the restarted server caught up
@@ -373,7 +412,7 @@ func TestReplicatedStreamSurvivesNATSServerKills(t *testing.T) {
 	pubWG.Wait()
 
 	// Every acknowledged publication is in the stream once, at its offset.
-	var acked []ackedPub
+	acked := append([]ackedPub(nil), early...)
 	dups, failures := 0, 0
 	for _, p := range pubs {
 		a := p.snapshot()
