@@ -453,6 +453,18 @@ func TestReplicatedStreamSurvivesNATSServerKills(t *testing.T) {
 		}
 	}
 
+	// And in the history a client reads through Herald, on any node.
+	since := acked[0].offset - 1
+	h, hack := listen(t, nodes[2], channel, &since)
+	if hack.Recovered == nil || !*hack.Recovered {
+		t.Fatalf("history subscribe ack %s: want recovered:true", hack.Raw)
+	}
+	for k, m := range h.waitCount(t, len(acked), 30*time.Second)[:len(acked)] {
+		if m.Offset != acked[k].offset {
+			t.Fatalf("history message %d = %s, want offset %d (%s)", k, m.Raw, acked[k].offset, acked[k].key)
+		}
+	}
+
 	// Every subscriber received every acknowledged publication once, in
 	// order.
 	for _, s := range subs {
