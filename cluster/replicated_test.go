@@ -242,8 +242,8 @@ func (s *resumingSubscriber) received() []ackedPub {
 // different server first. Publishers on every node publish at a steady
 // rate, each publication with its own idempotency key, retrying on 503 and
 // 504. The stream leader is killed with SIGKILL and restarted, then a
-// follower. Afterwards: every acknowledged publication is in the stream
-// exactly once under its own offset (retries across the leader change
+// follower. Afterwards: every acknowledged publication is in the history a
+// client reads with since (recovered:true), and in the stream exactly once under its own offset (retries across the leader change
 // produced no duplicates; five keys stored under the old leader and
 // retried through other nodes under the new one are answered with their
 // first offsets), and every subscriber, on every node, received
