@@ -7,10 +7,11 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 30s
 BENCHTIME   ?= 1s
 REPEATS     ?= 3
+SCALE       ?= 1000000
 BIN         := bin/herald
 PKGS        := ./...
 
-.PHONY: all build run test lint fmt vet staticcheck unit soak allocs node-deps browser-deps promtool-deps test-deps proxy-deps fuzz bench bench-peers clean
+.PHONY: all build run test lint fmt vet staticcheck unit soak allocs node-deps browser-deps promtool-deps test-deps proxy-deps fuzz bench bench-peers bench-scale clean
 
 all: build
 
@@ -93,3 +94,7 @@ clean:
 ## bench-peers: Herald against nbio, gorilla, coder, gobwas and the write(2)-per-socket floor through the same loadtest scenarios (broadcasts and sustained fan-out); rewrites benchmarks/RESULTS.md
 bench-peers:
 	$(GO) run ./benchmarks/peerbench -repeats $(REPEATS)
+
+## bench-scale: SCALE connections (default a million) over herald processes sharing one SO_REUSEPORT port and NATS; raises sysctls for the run (root), bounded by TIMEOUT, kills every process it started. Small check: make bench-scale SCALE=20000 NODES=2 DURATION=8s
+bench-scale:
+	SCALE=$(SCALE) $(if $(NODES),NODES=$(NODES)) $(if $(PROCS),PROCS=$(PROCS)) $(if $(DURATION),DURATION=$(DURATION)) $(if $(TIMEOUT),TIMEOUT=$(TIMEOUT)) $(if $(PHASES),PHASES="$(PHASES)") $(if $(PERSONAL_RATE),PERSONAL_RATE=$(PERSONAL_RATE)) ./scripts/bench-scale.sh

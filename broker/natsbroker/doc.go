@@ -35,6 +35,22 @@
 // recover from history; nothing is delivered out of order or skipped
 // without that signal.
 //
+// Failing fast: every round trip to NATS made on a caller's behalf (a
+// publish's ack, a subscribe's registration and starting point, creating
+// the stream, each history read) is bounded by Config.Timeout, and ends at
+// once when the connection to NATS is lost (its reply cannot arrive on a
+// new one); a connection that stops answering is declared lost after two
+// unanswered pings, one every Config.PingInterval. While the connection is down, Publish, Subscribe and Recover
+// fail with ErrUnavailable without a round trip; nats.go keeps
+// reconnecting, and the first connect (of a node started while NATS was
+// down) or reconnect creates the stream again, so the node is ready as
+// soon as NATS is.
+//
+// Replication: Config.Replicas is the stream's replica count on a NATS
+// cluster. JetStream acknowledges a publish once a majority of the
+// replicas stored it; a leader change in between is an ack that never
+// comes (ErrUnknownOutcome, safe to retry with the same key).
+//
 // Channel names may contain '.', which separates NATS subject tokens; it is
 // written as '~' (not allowed in channel names) in subjects.
 //

@@ -32,6 +32,8 @@ const (
 	DefaultShardQueue       = 8192
 	DefaultGapCheckInterval = time.Second
 	DefaultRepairTimeout    = 2 * time.Second
+	DefaultTimeout          = time.Second
+	DefaultPingInterval     = 5 * time.Second
 )
 
 // jsErrDuplicateInProcess: a clustered stream saw the message id but has
@@ -68,6 +70,16 @@ type Config struct {
 	// RepairTimeout bounds one gap repair or check; default
 	// DefaultRepairTimeout.
 	RepairTimeout time.Duration
+	// Timeout bounds every round trip to NATS made on a caller's behalf
+	// (a publish's ack, a subscribe's registration and starting point,
+	// creating the stream, each history read); a round trip also ends at
+	// once when the connection to NATS is lost. Default DefaultTimeout.
+	Timeout time.Duration
+	// PingInterval is how often the connection to NATS is pinged; two
+	// pings unanswered declare it lost, so a silent partition is noticed
+	// within three intervals (nats.go's default is two minutes). Default
+	// DefaultPingInterval.
+	PingInterval time.Duration
 }
 
 // Stats are counters of live delivery since New.
@@ -100,6 +112,13 @@ type Broker struct {
 
 	dir directory
 	key string // this node's key in the node directory
+
+	// conn ends when the connection to NATS is lost and is replaced by a
+	// fresh one then: round trips in flight on the lost connection (whose
+	// replies cannot arrive) end with it rather than at their timeout.
+	connMu     sync.Mutex
+	conn       context.Context
+	connCancel context.CancelFunc
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -146,6 +165,12 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.RepairTimeout <= 0 {
 		cfg.RepairTimeout = DefaultRepairTimeout
 	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = DefaultPingInterval
+	}
 	b := &Broker{
 		cfg:  cfg,
 		key:  nuid.Next(),
@@ -154,26 +179,46 @@ func New(cfg Config) (*Broker, error) {
 		stop: make(chan struct{}),
 	}
 	b.shards = newShards(b, cfg.DeliveryShards, cfg.ShardQueue)
+	b.conn, b.connCancel = context.WithCancel(context.Background())
+	built := make(chan struct{}) // closed once b.nc and b.js are set (or New failed)
+	connected := func(c *nats.Conn) {
+		go func() {
+			<-built // the first connect's handler may run before Connect returns
+			if b.js == nil {
+				return
+			}
+			ctx, cancel := b.roundTrip(context.Background())
+			_ = b.ensureStream(ctx)
+			cancel()
+			// Whatever was published while disconnected never
+			// arrived; the next message of a channel reveals it, the
+			// check finds it for channels that have none.
+			for _, s := range b.shards {
+				s.markSuspect("")
+			}
+		}()
+	}
 	nc, err := nats.Connect(cfg.URLs,
 		nats.Name(cfg.Name),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectBufSize(-1), // never buffer publishes while disconnected: fail them
+		nats.PingInterval(cfg.PingInterval),
+		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			b.log.Warn("NATS disconnected", "err", err)
+			b.connLost()
+		}),
+		// A node started while NATS was down connects through the retry
+		// loop and is told so here, not by the reconnect handler.
+		nats.ConnectHandler(func(c *nats.Conn) {
+			b.log.Info("NATS connected", "url", c.ConnectedUrlRedacted())
+			connected(c)
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			b.log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted())
-			go func() {
-				_ = b.ensureStream()
-				// Whatever was published while disconnected never
-				// arrived; the next message of a channel reveals it, the
-				// check finds it for channels that have none.
-				for _, s := range b.shards {
-					s.markSuspect("")
-				}
-			}()
+			connected(c)
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
 			subj := ""
@@ -191,27 +236,56 @@ func New(cfg Config) (*Broker, error) {
 		}),
 	)
 	if err != nil {
+		close(built)
 		return nil, fmt.Errorf("natsbroker: connect %s: %w", cfg.URLs, err)
 	}
 	b.nc = nc
 	js, err := jetstream.New(nc)
 	if err != nil {
+		close(built)
 		nc.Close()
 		return nil, fmt.Errorf("natsbroker: jetstream: %w", err)
 	}
 	b.js = js
+	close(built)
 	return b, nil
 }
 
+// connLost ends the round trips in flight on the connection just lost.
+// nats.go runs it on its callback goroutine, possibly after a fast
+// reconnect: a round trip begun on the new connection in between ends
+// too, as an unknown outcome, which a retry with the same key settles.
+func (b *Broker) connLost() {
+	b.connMu.Lock()
+	cancel := b.connCancel
+	b.conn, b.connCancel = context.WithCancel(context.Background())
+	b.connMu.Unlock()
+	cancel()
+}
+
+// roundTrip is the context of one request to NATS made for a caller whose
+// own context is parent: it ends with parent, after Config.Timeout, or
+// when the connection to NATS is lost, whichever comes first.
+func (b *Broker) roundTrip(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(parent, b.cfg.Timeout)
+	b.connMu.Lock()
+	conn := b.conn
+	b.connMu.Unlock()
+	stop := context.AfterFunc(conn, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
 // ensureStream creates or updates the stream; it is called at start and
-// after every reconnect (a NATS server that lost its state gets it back).
-func (b *Broker) ensureStream() error {
+// after every (re)connect (a NATS server that lost its state gets it
+// back).
+func (b *Broker) ensureStream(ctx context.Context) error {
 	storage := jetstream.FileStorage
 	if b.cfg.MemoryStore {
 		storage = jetstream.MemoryStorage
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	s, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              b.cfg.Stream,
 		Subjects:          []string{storedPrefix + ">"},
@@ -282,7 +356,12 @@ func (b *Broker) currentStream() (jetstream.Stream, error) {
 	if s != nil {
 		return s, nil
 	}
-	if err := b.ensureStream(); err != nil {
+	if !b.nc.IsConnected() {
+		return nil, fmt.Errorf("not connected to NATS (%s)", b.nc.Status())
+	}
+	ctx, cancel := b.roundTrip(context.Background())
+	defer cancel()
+	if err := b.ensureStream(ctx); err != nil {
 		return nil, err
 	}
 	b.mu.Lock()
@@ -295,9 +374,11 @@ func (b *Broker) currentStream() (jetstream.Stream, error) {
 func (b *Broker) Start(deliver broker.DeliverFunc) error {
 	b.deliver = deliver
 	if b.nc.IsConnected() {
-		if err := b.ensureStream(); err != nil {
+		ctx, cancel := b.roundTrip(context.Background())
+		if err := b.ensureStream(ctx); err != nil {
 			b.log.Warn("NATS stream not ready yet", "err", err)
 		}
+		cancel()
 	}
 	for _, s := range b.shards {
 		b.done.Add(1)
@@ -342,7 +423,9 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, opts 
 	if opts.IdempotencyKey != "" {
 		popts = append(popts, jetstream.WithMsgID(msgID(channel, opts.IdempotencyKey)))
 	}
-	ack, err := b.js.Publish(ctx, storedPrefix+subjectToken(channel), data, popts...)
+	rt, cancel := b.roundTrip(ctx)
+	ack, err := b.js.Publish(rt, storedPrefix+subjectToken(channel), data, popts...)
+	cancel()
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
 			// The stream is gone (deleted, or a NATS server that lost its
@@ -392,6 +475,12 @@ func (b *Broker) Subscribe(channel string) error {
 		b.mu.Unlock()
 		return nil
 	}
+	if !b.nc.IsConnected() {
+		// nats.go would keep the interest for the reconnect, but the
+		// starting point cannot be read without NATS.
+		b.mu.Unlock()
+		return fmt.Errorf("%w: subscribe %q: not connected to NATS (%s)", broker.ErrUnavailable, channel, b.nc.Status())
+	}
 	s, st := b.addChannel(channel)
 	// nats.go pushes into the shard's queue without blocking and drops
 	// (reporting a slow consumer) when it is full; that queue is the
@@ -407,9 +496,11 @@ func (b *Broker) Subscribe(channel string) error {
 	b.mu.Unlock()
 	// The round trips run without the lock so that Publish, Ready and
 	// other channels' subscribes are not held up by them.
-	err = b.nc.FlushTimeout(5 * time.Second)
+	ctx, cancel := b.roundTrip(context.Background())
+	err = b.nc.FlushWithContext(ctx)
+	cancel()
 	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := b.roundTrip(context.Background())
 		err = b.startAt(ctx, s, st, sub)
 		cancel()
 	}
@@ -448,13 +539,27 @@ func (b *Broker) Unsubscribe(channel string) error {
 // than since have expired from the stream, it reports false even if none of
 // them belonged to this channel, since the stream cannot tell.
 func (b *Broker) Recover(ctx context.Context, channel string, since uint64, history bool) (broker.Recovery, error) {
+	if !b.nc.IsConnected() {
+		return broker.Recovery{}, fmt.Errorf("%w: recover %q: not connected to NATS (%s)", broker.ErrUnavailable, channel, b.nc.Status())
+	}
 	s, err := b.currentStream()
 	if err != nil {
 		return broker.Recovery{}, fmt.Errorf("%w: %v", broker.ErrUnavailable, err)
 	}
+	// Each read is one round trip, bounded on its own: a history of many
+	// messages takes as many, and a NATS that stops answering fails the
+	// next one within Config.Timeout.
+	var rtCancel context.CancelFunc = func() {}
+	defer func() { rtCancel() }()
+	rt := func() context.Context {
+		rtCancel()
+		var c context.Context
+		c, rtCancel = b.roundTrip(ctx)
+		return c
+	}
 	subject := storedPrefix + subjectToken(channel)
 	r := broker.Recovery{Recovered: true}
-	last, err := s.GetLastMsgForSubject(ctx, subject)
+	last, err := s.GetLastMsgForSubject(rt(), subject)
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 	case err != nil:
@@ -469,7 +574,7 @@ func (b *Broker) Recover(ctx context.Context, channel string, since uint64, hist
 		// The client saw a message the stream no longer holds for this
 		// channel (expired, or the stream was reset). Unless nothing after
 		// since has been removed from the stream, it may have missed some.
-		info, err := s.Info(ctx)
+		info, err := s.Info(rt())
 		if err != nil {
 			return r, fmt.Errorf("%w: stream info: %v", broker.ErrUnavailable, err)
 		}
@@ -477,7 +582,7 @@ func (b *Broker) Recover(ctx context.Context, channel string, since uint64, hist
 		return r, nil
 	}
 	for seq := since + 1; seq <= r.Top && len(r.Publications) < b.cfg.HistorySize; {
-		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		m, err := s.GetMsg(rt(), seq, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
@@ -487,7 +592,7 @@ func (b *Broker) Recover(ctx context.Context, channel string, since uint64, hist
 		r.Publications = append(r.Publications, broker.Publication{Channel: channel, Offset: m.Sequence, Data: m.Data, Time: m.Time})
 		seq = m.Sequence + 1
 	}
-	info, err := s.Info(ctx)
+	info, err := s.Info(rt())
 	if err != nil {
 		return r, fmt.Errorf("%w: stream info: %v", broker.ErrUnavailable, err)
 	}
@@ -497,13 +602,13 @@ func (b *Broker) Recover(ctx context.Context, channel string, since uint64, hist
 		r.Recovered = false
 		// Unless this channel still holds a message at or before since:
 		// then everything of it after since is still here.
-		if first, err := s.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject)); err == nil && first.Sequence <= since {
+		if first, err := s.GetMsg(rt(), 1, jetstream.WithGetMsgSubject(subject)); err == nil && first.Sequence <= since {
 			r.Recovered = true
 		}
 	} else if len(r.Publications) >= b.cfg.HistorySize {
 		// At the per-channel cap: older messages of this channel after
 		// since may have been pushed out.
-		first, err := s.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
+		first, err := s.GetMsg(rt(), 1, jetstream.WithGetMsgSubject(subject))
 		r.Recovered = err == nil && first.Sequence <= since
 	}
 	return r, nil
@@ -522,7 +627,9 @@ func (b *Broker) Ready() error {
 	ok := b.stream != nil
 	b.mu.Unlock()
 	if !ok {
-		if err := b.ensureStream(); err != nil {
+		ctx, cancel := b.roundTrip(context.Background())
+		defer cancel()
+		if err := b.ensureStream(ctx); err != nil {
 			return fmt.Errorf("%w: %v", broker.ErrUnavailable, err)
 		}
 	}

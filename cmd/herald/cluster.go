@@ -17,6 +17,8 @@ func newClusterBroker(o *serveOptions, log *slog.Logger) (broker.Broker, error) 
 		HistorySize:     o.historySize,
 		HistoryTTL:      o.historyTTL,
 		DuplicateWindow: o.idempotencyWindow,
+		Replicas:        o.natsReplicas,
+		Timeout:         o.brokerTimeout,
 		Name:            "herald@" + host,
 		Logger:          log,
 	})

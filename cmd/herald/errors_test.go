@@ -45,6 +45,8 @@ func TestServeBadValueIsOneLine(t *testing.T) {
 		{args: []string{"-history-ttl", "-1s"}, want: `herald serve: -history-ttl must not be negative, not -1s`},
 		{args: []string{"-max-channels-per-conn", "-1"}, want: `herald serve: -max-channels-per-conn must be 0 (no limit) or more, not -1`},
 		{args: []string{"-history-size", "-1"}, want: `herald serve: -history-size must be 0 (no history) or more, not -1`},
+		{args: []string{"-nats-replicas", "2"}, want: `herald serve: -nats-replicas must be 1, 3 or 5 (a majority must store each publish, so an even count adds no availability), not 2`},
+		{args: []string{"-broker-timeout", "0s"}, want: `herald serve: -broker-timeout must be more than 0, not 0s`},
 		{args: []string{"-publish-rate", "-1"}, want: `herald serve: -publish-rate must be 0 (no limit) or more, not -1`},
 		{args: []string{"-ping-interval", "2m", "-idle-timeout", "1m"}, want: `herald serve: -ping-interval (2m0s) must be shorter than -idle-timeout (1m0s), or clients that only listen are dropped as idle`},
 		{args: []string{"-broker", "redis://x"}, want: `herald serve: -broker must be memory or nats://host:port[,...], not "redis://x"`},

@@ -48,6 +48,8 @@ type serveOptions struct {
 	historySize        int
 	historyTTL         time.Duration
 	broker             string
+	natsReplicas       int
+	brokerTimeout      time.Duration
 	maxChannels        int
 	idempotencyWindow  time.Duration
 	workers            int
@@ -103,6 +105,8 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.IntVar(&o.historySize, "history-size", 100, "publications kept per channel for recovery with since; 0 keeps none")
 	fs.DurationVar(&o.historyTTL, "history-ttl", 5*time.Minute, "how long a publication stays in history; 0 keeps it until pushed out by -history-size")
 	fs.StringVar(&o.broker, "broker", "memory", "memory, or nats://host:port[,host:port...] for a cluster")
+	fs.IntVar(&o.natsReplicas, "nats-replicas", 1, "replicas of Herald's JetStream stream (cluster): 1, or 3 on a three-server NATS cluster (5 on five); a publish is acknowledged once a majority stored it")
+	fs.DurationVar(&o.brokerTimeout, "broker-timeout", time.Second, "bound on each round trip to NATS (cluster): while NATS is unreachable or silent, subscribes and publishes fail within it")
 	fs.IntVar(&o.maxChannels, "max-channels", 1_000_000, "channels this node holds at once (with subscribers here, or with history in the memory broker); subscribes and publishes that would create one more are refused; 0 means no limit")
 	fs.DurationVar(&o.idempotencyWindow, "idempotency-window", 2*time.Minute, "how long an Idempotency-Key is remembered: a retry within it returns the first publish's offset")
 	fs.IntVar(&o.workers, "workers", 16, "goroutines running broker calls that may block (cluster subscribes, history reads, client publishes)")
@@ -180,6 +184,12 @@ func (o *serveOptions) validate(src sources) error {
 	}
 	if o.broker != "memory" && !strings.HasPrefix(o.broker, "nats://") {
 		bad("broker", "must be memory or nats://host:port[,...], not %q", o.broker)
+	}
+	if o.natsReplicas != 1 && o.natsReplicas != 3 && o.natsReplicas != 5 {
+		bad("nats-replicas", "must be 1, 3 or 5 (a majority must store each publish, so an even count adds no availability), not %d", o.natsReplicas)
+	}
+	if o.brokerTimeout <= 0 {
+		bad("broker-timeout", "must be more than 0, not %v", o.brokerTimeout)
 	}
 	if o.maxChannels < 0 {
 		bad("max-channels", "must be 0 (no limit) or more, not %d", o.maxChannels)

@@ -61,6 +61,8 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		"HERALD_HISTORY_TTL":           "90s",
 		"HERALD_BROKER":                "nats://127.0.0.1:4222",
 		"HERALD_MAX_CHANNELS":          "500",
+		"HERALD_NATS_REPLICAS":         "3",
+		"HERALD_BROKER_TIMEOUT":        "750ms",
 		"HERALD_IDEMPOTENCY_WINDOW":    "30s",
 		"HERALD_WORKERS":               "4",
 		"HERALD_WORK_QUEUE":            "100",
@@ -101,6 +103,7 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		o.apiAddr != "127.0.0.1:9998" || o.apiKey != "k3y" || o.tokenSecret != "s3cret" || !o.clientPublish ||
 		o.maxChannelsPerConn != 9 || o.publishRate != 2.5 || o.historySize != 33 || o.historyTTL != 90*time.Second ||
 		o.broker != "nats://127.0.0.1:4222" || o.maxChannels != 500 || o.idempotencyWindow != 30*time.Second ||
+		o.natsReplicas != 3 || o.brokerTimeout != 750*time.Millisecond ||
 		o.workers != 4 || o.workQueue != 100 || o.memoryLimit != 2<<30 ||
 		o.apiOptions != (apiOptions{64 << 10, 3 * time.Second, 4 * time.Second, 5 * time.Second, 6, 7, 2 * time.Second}) {
 		t.Fatalf("environment not applied: %+v", o)
