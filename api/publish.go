@@ -243,18 +243,23 @@ func (a *handler) publishAll(r *http.Request, p publication) outcome {
 			fail(ch, stop)
 			continue
 		}
-		deadline := time.Now().Add(a.cfg.PublishTimeout)
-		if deadline.After(answerBy) {
-			deadline = answerBy
-		}
-		ctx, cancel := context.WithDeadline(base, deadline)
-		if err := a.cfg.Admit(ctx, ch); err != nil {
-			cancel()
+		// Admission waits (up to -overload-wait) before the broker's own
+		// deadline starts, so a publish admitted late is not handed a
+		// context that is about to expire.
+		admitCtx, cancelAdmit := context.WithDeadline(r.Context(), answerBy)
+		err := a.cfg.Admit(admitCtx, ch)
+		cancelAdmit()
+		if err != nil {
 			a.metrics.published(resultOverloaded, 1)
 			out.overloaded++
 			fail(ch, notStoredOverloaded)
 			continue
 		}
+		deadline := time.Now().Add(a.cfg.PublishTimeout)
+		if deadline.After(answerBy) {
+			deadline = answerBy
+		}
+		ctx, cancel := context.WithDeadline(base, deadline)
 		res, err := a.cfg.Broker.Publish(ctx, ch, p.data, opts)
 		cancel()
 		switch {

@@ -78,8 +78,9 @@ func (b *bucket) retryAfter(rate float64) int {
 
 // perIP counts open connections by source address.
 type perIP struct {
-	mu sync.Mutex
-	n  map[netip.Addr]int32
+	mu   sync.Mutex
+	n    map[netip.Addr]int32
+	peak int // the most addresses n held since it was last copied
 }
 
 func ipOf(a net.Addr) (netip.Addr, bool) {
@@ -102,12 +103,22 @@ func (p *perIP) add(ip netip.Addr, limit int) bool {
 
 func (p *perIP) remove(ip netip.Addr) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if n := p.n[ip] - 1; n > 0 {
 		p.n[ip] = n
-	} else {
-		delete(p.n, ip)
+		return
 	}
-	p.mu.Unlock()
+	p.peak = max(p.peak, len(p.n))
+	delete(p.n, ip)
+	// A Go map keeps its buckets after deletes: once a storm from many
+	// addresses is over, the map is copied down to what it holds.
+	if p.peak >= 1024 && len(p.n) < p.peak/4 {
+		c := make(map[netip.Addr]int32, len(p.n))
+		for k, v := range p.n {
+			c[k] = v
+		}
+		p.n, p.peak = c, len(c)
+	}
 }
 
 // addresses is how many source addresses have connections counted.

@@ -134,6 +134,9 @@ type Subscription struct {
 	slot    int32                 // index in ls.list
 	pending bool                  // recovering: live publications are held in held
 	closed  bool
+	// regap: continuity was lost while pending, possibly after the
+	// history being replayed was read; replay resyncs once it is done.
+	regap bool
 }
 
 // Channel is the subscribed channel's name.
@@ -318,15 +321,22 @@ func (h *Hub) Deliver(p broker.Publication) {
 }
 
 // recoverLoop runs on sl's loop after the broker lost continuity on its
-// channel: each subscriber not already recovering re-reads the history
-// after the last offset it was sent, holding live publications back
-// meanwhile, exactly as a subscribe with since does.
+// channel (or the loop's inbox overflowed): each subscriber re-reads the
+// history after the last offset it was sent, holding live publications
+// back meanwhile, exactly as a subscribe with since does; one already
+// recovering does so when that recovery ends.
 func (h *Hub) recoverLoop(sl *loopSubs) {
 	for i := len(sl.list) - 1; i >= 0; i-- {
 		if i >= len(sl.list) {
 			continue
 		}
-		if sub := sl.list[i]; !sub.closed && !sub.pending {
+		switch sub := sl.list[i]; {
+		case sub.closed:
+		case sub.pending:
+			// Its history may have been read before what was lost was
+			// stored: it recovers again once this recovery is done.
+			sub.regap = true
+		default:
 			h.resync(sub)
 		}
 	}
@@ -486,6 +496,11 @@ func (h *Hub) replay(sub *Subscription, rec broker.Recovery, history bool, since
 	sub.held = nil
 	if !s.Flush() {
 		s.Abort(session.ClosePolicy)
+		return
+	}
+	if sub.regap && !sub.closed {
+		sub.regap = false
+		h.resync(sub)
 	}
 }
 

@@ -32,12 +32,16 @@ type inbox struct {
 	loop  *session.Loop
 	index int // order of creation, the metrics' loop label
 
-	mu        sync.Mutex
-	q         []queued
-	live      int // entries of q not superseded (dead ones wait for the drain)
-	bytes     int // frame bytes of the live entries
-	scheduled bool
-	spare     []queued // the drained batch's slice, reused
+	mu   sync.Mutex
+	q    []queued
+	live int // entries of q not superseded (dead ones wait for the drain)
+	dead int // superseded entries of q, dropped by compact
+	// compactions counts compact calls (diagnostics: compaction must stay
+	// amortised over the replacements that make dead entries).
+	compactions int
+	bytes       int // frame bytes of the live entries
+	scheduled   bool
+	spare       []queued // the drained batch's slice, reused
 
 	depth      atomic.Int64 // live entries, for Admit and the gauges
 	depthBytes atomic.Int64
@@ -137,18 +141,19 @@ func (h *Hub) push(in *inbox, ls *loopSubs, p broker.Publication, f *sharedFrame
 		if conflate {
 			in.conf[ls] = int32(len(in.q) - 1)
 		}
-	} else if at, ok := in.conf[ls]; conflate && ok {
+	} else if at, ok := in.conf[ls]; conflate && ok && in.bytes-len(in.q[at].f.plain)+size <= h.cfg.InboxBytes {
 		old := &in.q[at]
 		old.dead = true
+		in.bytes -= len(old.f.plain) // before the release: the frame may be reused at once
 		old.f.release()
-		in.bytes -= len(old.f.plain)
 		old.f = nil
+		in.dead++
 		in.q = append(in.q, queued{ls: ls, p: p, f: f, conflate: true})
 		in.bytes += size
 		in.conf[ls] = int32(len(in.q) - 1)
 		h.conflated.Add(1)
-		if len(in.q) >= 2*h.cfg.InboxPublications {
-			in.compact()
+		if in.dead >= 64 && in.dead >= in.live {
+			in.compact() // amortised: at least as many dead entries as live ones go
 		}
 	} else {
 		f.release()
@@ -202,6 +207,7 @@ func (h *Hub) pushGap(in *inbox, ls *loopSubs) {
 // compact drops the dead entries of a full inbox whose conflated channels
 // keep replacing their queued publication. Callers hold mu.
 func (in *inbox) compact() {
+	in.compactions++
 	q := in.q[:0]
 	for _, it := range in.q {
 		if it.dead {
@@ -217,6 +223,18 @@ func (in *inbox) compact() {
 	}
 	clear(in.q[len(q):])
 	in.q = q
+	in.dead = 0
+}
+
+// emptied empties m for reuse, or replaces it when it grew large: a Go
+// map keeps its buckets when cleared, and a burst over many channels must
+// not pin them.
+func emptied[K comparable, V any](m map[K]V) map[K]V {
+	if len(m) > 1024 {
+		return make(map[K]V)
+	}
+	clear(m)
+	return m
 }
 
 // take swaps the inbox's queue for an empty one and returns it.
@@ -225,9 +243,9 @@ func (in *inbox) take() []queued {
 	batch := in.q
 	in.q = in.spare[:0]
 	in.spare = nil
-	in.live, in.bytes = 0, 0
-	clear(in.conf)
-	clear(in.gaps)
+	in.live, in.bytes, in.dead = 0, 0, 0
+	in.conf = emptied(in.conf)
+	in.gaps = emptied(in.gaps)
 	in.depth.Store(0)
 	in.depthBytes.Store(0)
 	in.mu.Unlock()
@@ -276,13 +294,18 @@ func (h *Hub) drain(in *inbox) {
 			}
 		}
 	}
-	clear(in.seen)
+	in.seen = emptied(in.seen)
 	var sent int64
 	for i := range batch {
 		it := &batch[i]
 		switch {
 		case it.dead:
 		case it.gap:
+			// Recovery may replay history into these sessions, inline
+			// with a broker that never blocks: what they gathered goes
+			// out first, so the replay is neither reordered nor held
+			// corked outside the drain's budget.
+			in.uncorkAll()
 			h.recoverLoop(it.ls)
 		default:
 			n := h.deliverTo(in, it)
