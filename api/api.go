@@ -70,6 +70,9 @@ type Config struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
+	// Control serves the cluster-wide endpoints (control.go); nil
+	// answers them 501.
+	Control Control
 }
 
 // Defaults of Config.
@@ -132,6 +135,7 @@ func New(cfg Config) http.Handler {
 	rt := newRoutes(a)
 	rt.add("POST /api/publish", endpointPublish, main, a.authed(a.publish))
 	rt.add("GET /api/stats", "", main, a.authed(a.stats))
+	a.controlRoutes(rt, main)
 	rt.add("GET /metrics", "", probes, promhttp.HandlerFor(a.registry(), promhttp.HandlerOpts{}))
 	rt.add("GET /healthz", "", probes, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") }))
 	rt.add("GET /readyz", "", probes, http.HandlerFunc(a.readyz))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -33,12 +34,22 @@ type Config struct {
 	MaxChannelsPerConn int     // 0: no limit
 	PublishRate        float64 // publishes per second per connection; 0: no limit
 	PublishTimeout     time.Duration
+	// PresenceChannels are the patterns of the channels that keep
+	// presence (presence.go); PresenceJoinLeave sends their joins and
+	// leaves to their subscribers through Notify (nil: Hub.Notify, this
+	// node only).
+	PresenceChannels  []string
+	PresenceJoinLeave bool
+	Notify            func(channel string, payload []byte)
 }
 
 // Handler serves the push protocol. It implements session.Handler.
 type Handler struct {
-	cfg  Config
-	anon auth.Identity // what every connection is in anonymous mode
+	cfg      Config
+	anon     auth.Identity // what every connection is in anonymous mode
+	presence presenceTable
+	tag      string        // connection ids' prefix, random per node
+	conns    atomic.Uint64 // connection ids handed out
 }
 
 // New returns a Handler.
@@ -46,7 +57,7 @@ func New(cfg Config) *Handler {
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 5 * time.Second
 	}
-	return &Handler{cfg: cfg, anon: auth.Identity{Anonymous: true, Publish: cfg.ClientPublish}}
+	return &Handler{cfg: cfg, anon: auth.Identity{Anonymous: true, Publish: cfg.ClientPublish}, tag: newNodeTag()}
 }
 
 // client is one connection's push state, kept in session.Value. Only the
@@ -64,6 +75,8 @@ type client struct {
 	// sent them in (the worker pool would otherwise race them).
 	publishing bool
 	queued     []pendingPublish
+	conn       uint64   // the connection's id on this node (connID)
+	present    []string // presence channels it is a member of
 }
 
 // maxIDLen bounds a request id: 20 bytes hold any 64-bit integer, and a
@@ -93,6 +106,7 @@ func (h *Handler) clientOf(s *session.Session) *client {
 		return c
 	}
 	c := newClient(h.anon, h.cfg.PublishRate)
+	c.conn = h.conns.Add(1)
 	s.Value = c
 	return c
 }
@@ -128,7 +142,9 @@ func (h *Handler) Authorize(s *session.Session, r *codec.Request) (int, string) 
 	if err != nil {
 		return 401, err.Error()
 	}
-	s.Value = newClient(id, h.cfg.PublishRate)
+	c := newClient(id, h.cfg.PublishRate)
+	c.conn = h.conns.Add(1)
+	s.Value = c
 	return 0, ""
 }
 
@@ -197,6 +213,9 @@ func (h *Handler) OnClose(s *session.Session, _ session.CloseReason) {
 		h.cfg.Hub.Unsubscribe(sub)
 	}
 	c.subs = subSet{}
+	for len(c.present) > 0 {
+		h.left(c, c.present[len(c.present)-1])
+	}
 }
 
 // OnMessage handles one client frame.
@@ -266,8 +285,12 @@ func (h *Handler) subscribe(s *session.Session, req *request) {
 		return
 	}
 	id, channel, since := req.ID, req.Channel, req.Since
+	if req.Last != nil && (since != nil || *req.Last < 1 || *req.Last > maxLast) {
+		h.replyError(s, req.ID, CodeBadRequest, fmt.Sprintf("last must be 1-%d, and not given with since", maxLast))
+		return
+	}
 	var sub *hub.Subscription
-	sub = h.cfg.Hub.Subscribe(s, channel, since, func(res hub.SubscribeResult) {
+	ack := func(res hub.SubscribeResult) {
 		if res.Err != nil {
 			// Only this subscribe's own entry goes: a refused subscribe
 			// leaves nothing behind, so a retry is a fresh subscribe and
@@ -287,7 +310,13 @@ func (h *Handler) subscribe(s *session.Session, req *request) {
 			rec = &res.Recovered
 		}
 		reply(s, func(b []byte) []byte { return appendAck(b, id, true, res.Offset, rec) })
-	})
+		h.joined(c, channel)
+	}
+	if req.Last != nil {
+		sub = h.cfg.Hub.SubscribeLast(s, channel, *req.Last, ack)
+	} else {
+		sub = h.cfg.Hub.Subscribe(s, channel, since, ack)
+	}
 	if sub != nil && !sub.Removed() {
 		c.subs.add(sub)
 	}
@@ -309,6 +338,7 @@ func (h *Handler) unsubscribe(s *session.Session, req *request) {
 	}
 	h.cfg.Hub.Unsubscribe(sub)
 	c.subs.remove(sub)
+	h.left(c, req.Channel)
 	id := req.ID
 	reply(s, func(b []byte) []byte { return appendAck(b, id, false, 0, nil) })
 }
