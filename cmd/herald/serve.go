@@ -54,6 +54,7 @@ type serveOptions struct {
 	workQueue          int
 	memoryLimit        byteSize
 	apiOptions
+	presenceOptions
 }
 
 // apiOptions are the API listener's limits (docs/api.md).
@@ -108,6 +109,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.IntVar(&o.workQueue, "work-queue", 65536, "broker calls waiting for a worker past which subscribes and client publishes are refused as unavailable")
 	fs.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the Go runtime (GOMEMLIMIT), e.g. 4GiB; 0 leaves the runtime's default")
 	o.apiFlags(fs)
+	o.presenceFlags(fs)
 	return fs, o
 }
 
@@ -192,6 +194,9 @@ func (o *serveOptions) validate(src sources) error {
 		bad("work-queue", "must be at least 1, not %d", o.workQueue)
 	}
 	o.validateAPI(bad)
+	if p, isBad := o.badPresencePattern(); isBad {
+		bad("presence-channels", "pattern %q is not a channel name, optionally ending in '*'", p)
+	}
 	return errors.Join(errs...)
 }
 
@@ -267,6 +272,8 @@ func (o *serveOptions) nodeOptions(log *slog.Logger) server.Options {
 		APIMaxInflight:     o.apiMaxInflight,
 		MaxPublishChannels: o.maxPublishChannels,
 		PublishTimeout:     o.publishTimeout,
+		PresenceChannels:   o.presenceChannels,
+		PresenceJoinLeave:  o.presenceJoinLeave,
 		Logger:             log,
 	}
 }
