@@ -351,4 +351,3 @@ func (a *handler) presenceStats(w http.ResponseWriter, r *http.Request) {
 	res, err := c.PresenceStats(ctx, ch)
 	answer(w, res, err)
 }
-

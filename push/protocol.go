@@ -27,8 +27,8 @@ type request struct {
 	Since   *uint64         `json:"since"`
 	// Last (subscribe): send the channel's newest Last publications from
 	// history before the live ones; not with Since.
-	Last *int `json:"last"`
-	Data    json.RawMessage `json:"data"`
+	Last *int            `json:"last"`
+	Data json.RawMessage `json:"data"`
 	// IdempotencyKey (publish): a retry with the same key stores nothing
 	// new and acks the first offset with "duplicate":true.
 	IdempotencyKey *string `json:"idempotency_key"`
