@@ -251,6 +251,9 @@ type Msg struct {
 	Message   string          `json:"message,omitempty"`
 	Recovered *bool           `json:"recovered,omitempty"`
 	Duplicate bool            `json:"duplicate,omitempty"` // publish ack of a repeated idempotency_key
+	// User and Conn are a presence join's or leave's member.
+	User string `json:"user,omitempty"`
+	Conn string `json:"conn,omitempty"`
 	// Raw is the frame's payload as received.
 	Raw []byte `json:"-"`
 }
