@@ -181,4 +181,3 @@ func TestPresenceAuthorization(t *testing.T) {
 		t.Fatalf("user:alice %+v", u)
 	}
 }
-
