@@ -72,6 +72,8 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		"HERALD_API_MAX_INFLIGHT":      "6",
 		"HERALD_MAX_PUBLISH_CHANNELS":  "7",
 		"HERALD_PUBLISH_TIMEOUT":       "2s",
+		"HERALD_PRESENCE_CHANNELS":     "room:*,lobby",
+		"HERALD_PRESENCE_JOIN_LEAVE":   "true",
 	}
 	fs, _ := newServeFlags()
 	fs.VisitAll(func(f *flag.Flag) {
@@ -95,7 +97,8 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		o.maxChannelsPerConn != 9 || o.publishRate != 2.5 || o.historySize != 33 || o.historyTTL != 90*time.Second ||
 		o.broker != "nats://127.0.0.1:4222" || o.maxChannels != 500 || o.idempotencyWindow != 30*time.Second ||
 		o.workers != 4 || o.workQueue != 100 || o.memoryLimit != 2<<30 ||
-		o.apiOptions != (apiOptions{64 << 10, 3 * time.Second, 4 * time.Second, 5 * time.Second, 6, 7, 2 * time.Second}) {
+		o.apiOptions != (apiOptions{64 << 10, 3 * time.Second, 4 * time.Second, 5 * time.Second, 6, 7, 2 * time.Second}) ||
+		strings.Join(o.presenceChannels, "|") != "room:*|lobby" || !o.presenceJoinLeave {
 		t.Fatalf("environment not applied: %+v", o)
 	}
 	// The command line wins over the environment.
@@ -121,6 +124,8 @@ func TestBadValuesExit2(t *testing.T) {
 		{args: []string{"stray"}},
 		{args: []string{"-broker", "redis://x"}},
 		{args: []string{"-api-addr", "0.0.0.0:0"}},
+		{args: []string{"-presence-channels", "room:*,bad name"}},
+		{args: []string{"-presence-channels", "a*b"}},
 		{env: map[string]string{"HERALD_MAX_CONNS": "lots"}},
 		{env: map[string]string{"HERALD_WRITE_BUFFER_LIMIT": "1.5MiB"}},
 	}
