@@ -212,7 +212,7 @@ func (c *client) isPresent(channel string) bool {
 	return false
 }
 
-// Disconnect closes s with 4000 when its user is user, and reports
+// Disconnect closes s with 4100 when its user is user, and reports
 // whether it did. It is the visitor of the server API's disconnect
 // (engine.Server.VisitOpen); must run on s's loop.
 func (h *Handler) Disconnect(s *session.Session, user string) bool {
