@@ -71,12 +71,16 @@ type client struct {
 	tokens float64 // publish rate limiter bucket
 	refill int64   // unix nanoseconds of the last refill
 	// publishing is set while one publish is with the broker; later ones
-	// wait in queued, so a connection's publications keep the order it
+	// wait in queue, so a connection's publications keep the order it
 	// sent them in (the worker pool would otherwise race them).
 	publishing bool
-	queued     []pendingPublish
-	conn       uint64   // the connection's id on this node (connID)
-	present    []string // presence channels it is a member of
+	queue      *publishQueue // nil until a publish had to wait
+	member     *membership   // nil until it joins a presence channel (presence.go)
+}
+
+// publishQueue holds the publishes waiting behind the one in flight.
+type publishQueue struct {
+	items []pendingPublish
 }
 
 // maxIDLen bounds a request id: 20 bytes hold any 64-bit integer, and a
@@ -106,7 +110,6 @@ func (h *Handler) clientOf(s *session.Session) *client {
 		return c
 	}
 	c := newClient(h.anon, h.cfg.PublishRate)
-	c.conn = h.conns.Add(1)
 	s.Value = c
 	return c
 }
@@ -142,9 +145,7 @@ func (h *Handler) Authorize(s *session.Session, r *codec.Request) (int, string) 
 	if err != nil {
 		return 401, err.Error()
 	}
-	c := newClient(id, h.cfg.PublishRate)
-	c.conn = h.conns.Add(1)
-	s.Value = c
+	s.Value = newClient(id, h.cfg.PublishRate)
 	return 0, ""
 }
 
@@ -213,8 +214,8 @@ func (h *Handler) OnClose(s *session.Session, _ session.CloseReason) {
 		h.cfg.Hub.Unsubscribe(sub)
 	}
 	c.subs = subSet{}
-	for len(c.present) > 0 {
-		h.left(c, c.present[len(c.present)-1])
+	for c.member != nil && len(c.member.channels) > 0 {
+		h.left(c, c.member.channels[len(c.member.channels)-1])
 	}
 }
 
@@ -377,11 +378,14 @@ func (h *Handler) publish(s *session.Session, req *request) {
 	}
 	p := pendingPublish{id: req.ID, channel: req.Channel, data: []byte(req.Data), key: key}
 	if c.publishing {
-		if len(c.queued) >= maxQueuedPublishes {
+		if c.queue == nil {
+			c.queue = &publishQueue{}
+		}
+		if len(c.queue.items) >= maxQueuedPublishes {
 			h.replyError(s, req.ID, CodeRateLimited, "too many publishes waiting for the broker")
 			return
 		}
-		c.queued = append(c.queued, p)
+		c.queue.items = append(c.queue.items, p)
 		return
 	}
 	c.publishing = true
@@ -410,13 +414,14 @@ func (h *Handler) startPublish(s *session.Session, c *client, p pendingPublish) 
 		if !s.Flush() {
 			s.Abort(session.ClosePolicy)
 		}
-		if len(c.queued) == 0 {
+		if c.queue == nil || len(c.queue.items) == 0 {
 			c.publishing = false
 			return
 		}
-		next := c.queued[0]
-		c.queued[0] = pendingPublish{}
-		c.queued = c.queued[1:]
+		q := c.queue
+		next := q.items[0]
+		q.items[0] = pendingPublish{}
+		q.items = q.items[1:]
 		h.startPublish(s, c, next)
 	}
 	accepted := h.cfg.Hub.Pool().Submit(func() {

@@ -21,7 +21,8 @@ import (
 // one map lookup whatever the channel's size. A member costs one entry
 // in its channel's user map (the user id's string is shared with the
 // token's identity, not copied) and, on its connection, the channel's
-// name in client.present.
+// name in its membership (allocated on the connection's first join, with
+// its connection id; other connections pay one nil pointer).
 //
 // A connection counts as a member from its subscribe ack to its
 // unsubscribe (by itself or by the API) or its close. With
@@ -115,9 +116,17 @@ func newNodeTag() string {
 	return hex.EncodeToString(b[:])
 }
 
+// membership is a connection's presence: its id on this node and the
+// presence channels it is a member of.
+type membership struct {
+	conn     uint64
+	channels []string
+}
+
 // connID is c's connection id: the node's tag and c's sequence number.
+// c must be a member of some channel.
 func (h *Handler) connID(c *client) string {
-	return h.tag + "-" + strconv.FormatUint(c.conn, 36)
+	return h.tag + "-" + strconv.FormatUint(c.member.conn, 36)
 }
 
 // IsPresenceChannel reports whether channel keeps presence.
@@ -131,23 +140,30 @@ func (h *Handler) joined(c *client, channel string) {
 	if !h.IsPresenceChannel(channel) {
 		return
 	}
-	c.present = append(c.present, channel)
+	if c.member == nil {
+		c.member = &membership{conn: h.conns.Add(1)}
+	}
+	c.member.channels = append(c.member.channels, channel)
 	h.presence.join(channel, c.id.User)
 	h.announce("join", channel, c)
 }
 
 // left undoes joined for channel, if c was a member. Runs on c's loop.
 func (h *Handler) left(c *client, channel string) {
-	for i, ch := range c.present {
+	if c.member == nil {
+		return
+	}
+	chans := c.member.channels
+	for i, ch := range chans {
 		if ch != channel {
 			continue
 		}
-		last := len(c.present) - 1
-		c.present[i] = c.present[last]
-		c.present = c.present[:last]
-		if last == 0 {
-			c.present = nil
-		}
+		last := len(chans) - 1
+		chans[i] = chans[last]
+		chans[last] = ""
+		// The membership (and its id) stays for the connection's life, so
+		// a rejoin announces the same conn.
+		c.member.channels = chans[:last]
 		h.presence.leave(channel, c.id.User)
 		h.announce("leave", channel, c)
 		return
@@ -204,7 +220,10 @@ func (h *Handler) PresenceStats(channel string) PresenceStats {
 }
 
 func (c *client) isPresent(channel string) bool {
-	for _, ch := range c.present {
+	if c.member == nil {
+		return false
+	}
+	for _, ch := range c.member.channels {
 		if ch == channel {
 			return true
 		}

@@ -8,8 +8,8 @@ import (
 
 // BenchmarkPresenceMemory reports what presence adds per member of a
 // channel with 10,000 subscribers, each a different user: the channel's
-// count entry and the connection's record of the channel (the hub's
-// subscription and the user id's string exist without presence).
+// count entry and the connection's membership (the hub's subscription
+// and the user id's string exist without presence).
 func BenchmarkPresenceMemory(b *testing.B) {
 	const members = 10_000
 	ids := make([]string, members)
@@ -26,7 +26,8 @@ func BenchmarkPresenceMemory(b *testing.B) {
 		for i := range clients {
 			c := &clients[i]
 			c.id.User = ids[i]
-			c.present = append(c.present, "room:1")
+			c.member = &membership{conn: uint64(i)}
+			c.member.channels = append(c.member.channels, "room:1")
 			t.join("room:1", c.id.User)
 		}
 		runtime.GC()
