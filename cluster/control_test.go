@@ -222,3 +222,58 @@ func TestClusterControl(t *testing.T) {
 	})
 	t.Logf("cut node left the answers at once; calls fast again after %v", time.Since(cutAt).Round(100*time.Millisecond))
 }
+
+// TestClusterHistoryAndLast: history published through one node is paged
+// through another from the JetStream stream, every publication once and
+// in order, and a subscribe with last on a third node gets the newest
+// ones, then the live ones.
+func TestClusterHistoryAndLast(t *testing.T) {
+	ns := startNATS(t)
+	a, b, c := startNode(t, ns, 50), startNode(t, ns, 50), startNode(t, ns, 50)
+	var offs []uint64
+	for i := range 23 {
+		offs = append(offs, testutil.Publish(t, a, "hist", i))
+	}
+	var got []uint64
+	since := uint64(0)
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("history never ended")
+		}
+		var p struct {
+			Top          uint64
+			Next         uint64
+			More         bool
+			Publications []struct{ Offset uint64 }
+		}
+		getJSON(t, b, "GET", fmt.Sprintf("/api/history?channel=hist&since=%d&limit=5", since), "", &p)
+		if p.Top != offs[22] {
+			t.Fatalf("top %d, want %d", p.Top, offs[22])
+		}
+		for _, e := range p.Publications {
+			got = append(got, e.Offset)
+		}
+		if !p.More {
+			break
+		}
+		since = p.Next
+	}
+	if !slices.Equal(got, offs) {
+		t.Fatalf("paged %v, want %v", got, offs)
+	}
+
+	cl := testutil.DialWS(t, c, "", nil)
+	cl.Send(`{"op":"subscribe","channel":"hist","last":3,"id":1}`)
+	if ack := cl.ExpectAck(1); ack.Offset != offs[22] {
+		t.Fatalf("ack %s", ack.Raw)
+	}
+	for _, want := range offs[20:] {
+		if m := cl.ExpectMessage("hist"); m.Offset != want {
+			t.Fatalf("offset %d, want %d", m.Offset, want)
+		}
+	}
+	live := testutil.Publish(t, a, "hist", `"live"`)
+	if m := cl.ExpectMessage("hist"); m.Offset != live {
+		t.Fatalf("live offset %d, want %d", m.Offset, live)
+	}
+}
