@@ -88,6 +88,9 @@ type PresenceList struct {
 	Channel string   `json:"channel"`
 	Members []Member `json:"members"`
 	Nodes   int      `json:"nodes"`
+	// Truncated: some node had more members than one NATS message
+	// holds and answered those that fit.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // PresenceCounts is the answer of GET /api/presence_stats. Users is

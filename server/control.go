@@ -44,7 +44,10 @@ type controlAnswer struct {
 	Members  []api.Member       `json:"members,omitempty"`
 	Clients  int                `json:"clients,omitempty"`
 	Users    int                `json:"users,omitempty"`
-	Err      string             `json:"err,omitempty"`
+	// Truncated: the node had more presence members than fit in one
+	// NATS message (maxAnswerBytes).
+	Truncated bool   `json:"truncated,omitempty"`
+	Err       string `json:"err,omitempty"`
 }
 
 // control is the node as api.Control.
@@ -67,7 +70,7 @@ func (n *Node) startControl() error {
 			n.hub.Notify(r.Channel, r.Payload, nil)
 			return nil
 		}
-		b, _ := json.Marshal(n.answer(ctx, r))
+		b, _ := json.Marshal(n.answer(ctx, r, maxAnswerBytes))
 		return b
 	})
 }
@@ -85,8 +88,14 @@ func (n *Node) notify(channel string, payload []byte) {
 	n.hub.Notify(channel, payload, nil)
 }
 
-// answer is this node's answer to r.
-func (n *Node) answer(ctx context.Context, r controlRequest) controlAnswer {
+// maxAnswerBytes bounds the member list of one node's presence answer over
+// NATS, whose messages are at most 1 MiB by default: past it the node
+// answers the members that fit and says so (Truncated).
+const maxAnswerBytes = 768 << 10
+
+// answer is this node's answer to r; limit bounds its presence members'
+// JSON size (0: no bound, the node answers itself).
+func (n *Node) answer(ctx context.Context, r controlRequest, limit int) controlAnswer {
 	a := controlAnswer{Node: n.selfNode().ID}
 	var err error
 	switch r.Op {
@@ -122,7 +131,12 @@ func (n *Node) answer(ctx context.Context, r controlRequest) controlAnswer {
 	case "presence":
 		var ms []api.Member
 		members, perr := n.push.Presence(ctx, r.Channel)
+		size := 0
 		for _, m := range members {
+			if size += len(m.User) + len(m.Conn) + 32; limit > 0 && size > limit {
+				a.Truncated = true
+				break
+			}
 			ms = append(ms, api.Member{User: m.User, Conn: m.Conn})
 		}
 		a.Members, err = ms, perr
@@ -141,7 +155,7 @@ func (n *Node) answer(ctx context.Context, r controlRequest) controlAnswer {
 func (n *Node) ask(ctx context.Context, r controlRequest) ([]controlAnswer, error) {
 	ctl, ok := n.broker.(broker.Control)
 	if !ok {
-		return []controlAnswer{n.answer(ctx, r)}, nil
+		return []controlAnswer{n.answer(ctx, r, 0)}, nil
 	}
 	req, _ := json.Marshal(r)
 	raw, err := ctl.Ask(ctx, req)
@@ -248,6 +262,7 @@ func (c control) Presence(ctx context.Context, channel string) (api.PresenceList
 	res := api.PresenceList{Channel: channel, Members: []api.Member{}, Nodes: len(answers)}
 	for _, a := range answers {
 		res.Members = append(res.Members, a.Members...)
+		res.Truncated = res.Truncated || a.Truncated
 	}
 	sort.Slice(res.Members, func(i, j int) bool {
 		if res.Members[i].User != res.Members[j].User {

@@ -21,7 +21,7 @@ func (b *Broker) HandleControl(handle func(req []byte) []byte) error {
 		resp := handle(m.Data)
 		if m.Reply != "" {
 			if err := m.Respond(resp); err != nil {
-				b.log.Debug("control reply", "err", err)
+				b.log.Warn("control reply", "err", err, "bytes", len(resp))
 			}
 		}
 	})
