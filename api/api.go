@@ -78,6 +78,9 @@ type Config struct {
 	// channel was not published: the answer is 503 "overloaded" with
 	// Retry-After. Nil admits everything.
 	Admit func(ctx context.Context, channel string) error
+	// Control serves the cluster-wide endpoints (control.go); nil
+	// answers them 501.
+	Control Control
 }
 
 // Defaults of Config.
@@ -143,6 +146,7 @@ func New(cfg Config) http.Handler {
 	rt := newRoutes(a)
 	rt.add("POST /api/publish", endpointPublish, main, a.authed(a.publish))
 	rt.add("GET /api/stats", "", main, a.authed(a.stats))
+	a.controlRoutes(rt, main)
 	rt.add("GET /metrics", "", probes, promhttp.HandlerFor(a.registry(), promhttp.HandlerOpts{}))
 	rt.add("GET /healthz", "", probes, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") }))
 	rt.add("GET /readyz", "", probes, http.HandlerFunc(a.readyz))

@@ -1,7 +1,9 @@
 // Package api is Herald's HTTP API listener (net/http, not the event
 // loops): POST /api/publish, GET /api/stats, GET /metrics (Prometheus text
-// format), GET /healthz and GET /readyz, plus handlers mounted through
-// Config.Extra. docs/api.md is its contract.
+// format), GET /healthz and GET /readyz, the server API's history,
+// disconnect, unsubscribe, channels, info, presence and presence_stats
+// (control.go), plus handlers mounted through Config.Extra. docs/api.md is
+// its contract.
 //
 // Every /api/* call needs "Authorization: Bearer <key>" when a key is
 // configured. Every route answers a wrong method with 405 and Allow. A
@@ -17,7 +19,9 @@
 // unknown (504, retry safe only with the same Idempotency-Key).
 //
 // It holds no state of its own beyond its metrics: counters come from the
-// engine and the hub, publications and idempotency go to the broker. The
+// engine and the hub, publications and idempotency go to the broker, and
+// what needs every node of the cluster goes to Config.Control (the node,
+// which asks the others through the broker) within ControlTimeout. The
 // /metrics registry (metrics.go) reads Stats at scrape time and adds the
 // collectors the node passes in (Config.Collectors).
 package api

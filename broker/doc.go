@@ -8,6 +8,9 @@
 // same interface: Subscribe and Unsubscribe express this node's interest so
 // that a node only receives traffic for channels someone here wants.
 //
+// Control (control.go) is implemented by clustered brokers: it carries
+// the server API's requests to every node and gathers the answers.
+//
 // Ownership: a Publication's Data is immutable once published and shared by
 // the history and every delivery; nobody may modify it.
 package broker

@@ -15,6 +15,9 @@
 // task handed to EventLoop.Execute. Timeouts use one sweep per loop per
 // tick, never a timer per connection.
 //
+// VisitOpen (visit.go) walks every loop's connection list once, on the
+// loops, for the server API's commands by user: no per-user index is kept.
+//
 // Shutdown spreads the close 1001s evenly over the grace: of the n
 // sessions open when it starts, session i gets its close at about
 // i*grace/n. Each close is logged at debug level with its reason and code.

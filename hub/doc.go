@@ -37,6 +37,13 @@
 // any offset already sent. The client sees no gap and no duplicate however
 // publishes race with the subscribe.
 //
+// SubscribeLast (last.go) is the same recovery with its starting point
+// taken from the history: the newest N publications, then the live ones.
+// Visit and Notify (visit.go) reach a channel's local subscribers on their
+// loops for the server API and presence: Visit to list or unsubscribe
+// them, Notify to send a frame that is not a publication (no offset, not
+// in history).
+//
 // Metrics (metrics.go): each drain observes the inbox lag, its own
 // duration and the deliveries per write; each publication a drain wrote
 // observes the publish-to-write latency; never per subscriber.

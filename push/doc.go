@@ -1,6 +1,7 @@
 // Package push is the /ws client protocol: JSON text frames carrying
-// subscribe (with optional since), unsubscribe, publish and ping, answered
-// with ack, error and pong, plus the message frames the hub fans out. It
+// subscribe (with optional since or last), unsubscribe, publish and ping,
+// answered with ack, error and pong, plus the message frames the hub fans
+// out and the presence join/leave and unsubscribed frames. It
 // authenticates the upgrade (token in ?token= or Authorization), enforces
 // channel permissions, -max-channels-per-conn and -publish-rate, and keeps
 // each connection's subscriptions.
@@ -18,7 +19,16 @@
 // query, found pair by pair so that a malformed unrelated pair (a=%zz, a
 // lone ';') never hides it; only its value is percent-decoded.
 //
-// Every Handler method runs on the connection's event loop. Work that may
+// Presence (presence.go), for channels matching Config.PresenceChannels:
+// the members are the hub's subscriptions, listed by visiting them on
+// their loops; the handler keeps only per-channel counts (connections and
+// distinct users) so that stats cost one map lookup. Join and leave
+// frames go out through Config.Notify, which reaches every node. The
+// server API's disconnect and unsubscribe by user are Disconnect (a
+// visitor for engine.Server.VisitOpen) and UnsubscribeUser.
+//
+// Every Handler method runs on the connection's event loop, except
+// Presence, PresenceStats and UnsubscribeUser (any goroutine but a loop). Work that may
 // block (a broker publish) goes to the hub's worker pool and its reply comes
 // back to the loop through session.Loop.Exec.
 package push

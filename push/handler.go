@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -33,12 +34,22 @@ type Config struct {
 	MaxChannelsPerConn int     // 0: no limit
 	PublishRate        float64 // publishes per second per connection; 0: no limit
 	PublishTimeout     time.Duration
+	// PresenceChannels are the patterns of the channels that keep
+	// presence (presence.go); PresenceJoinLeave sends their joins and
+	// leaves to their subscribers through Notify (nil: Hub.Notify, this
+	// node only).
+	PresenceChannels  []string
+	PresenceJoinLeave bool
+	Notify            func(channel string, payload []byte)
 }
 
 // Handler serves the push protocol. It implements session.Handler.
 type Handler struct {
-	cfg  Config
-	anon auth.Identity // what every connection is in anonymous mode
+	cfg      Config
+	anon     auth.Identity // what every connection is in anonymous mode
+	presence presenceTable
+	tag      string        // connection ids' prefix, random per node
+	conns    atomic.Uint64 // connection ids handed out
 }
 
 // New returns a Handler.
@@ -46,7 +57,7 @@ func New(cfg Config) *Handler {
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 5 * time.Second
 	}
-	return &Handler{cfg: cfg, anon: auth.Identity{Anonymous: true, Publish: cfg.ClientPublish}}
+	return &Handler{cfg: cfg, anon: auth.Identity{Anonymous: true, Publish: cfg.ClientPublish}, tag: newNodeTag()}
 }
 
 // client is one connection's push state, kept in session.Value. Only the
@@ -60,10 +71,16 @@ type client struct {
 	tokens float64 // publish rate limiter bucket
 	refill int64   // unix nanoseconds of the last refill
 	// publishing is set while one publish is with the broker; later ones
-	// wait in queued, so a connection's publications keep the order it
+	// wait in queue, so a connection's publications keep the order it
 	// sent them in (the worker pool would otherwise race them).
 	publishing bool
-	queued     []pendingPublish
+	queue      *publishQueue // nil until a publish had to wait
+	member     *membership   // nil until it joins a presence channel (presence.go)
+}
+
+// publishQueue holds the publishes waiting behind the one in flight.
+type publishQueue struct {
+	items []pendingPublish
 }
 
 // maxIDLen bounds a request id: 20 bytes hold any 64-bit integer, and a
@@ -197,6 +214,9 @@ func (h *Handler) OnClose(s *session.Session, _ session.CloseReason) {
 		h.cfg.Hub.Unsubscribe(sub)
 	}
 	c.subs = subSet{}
+	for c.member != nil && len(c.member.channels) > 0 {
+		h.left(c, c.member.channels[len(c.member.channels)-1])
+	}
 }
 
 // OnMessage handles one client frame.
@@ -266,8 +286,12 @@ func (h *Handler) subscribe(s *session.Session, req *request) {
 		return
 	}
 	id, channel, since := req.ID, req.Channel, req.Since
+	if req.Last != nil && (since != nil || *req.Last < 1 || *req.Last > maxLast) {
+		h.replyError(s, req.ID, CodeBadRequest, fmt.Sprintf("last must be 1-%d, and not given with since", maxLast))
+		return
+	}
 	var sub *hub.Subscription
-	sub = h.cfg.Hub.Subscribe(s, channel, since, func(res hub.SubscribeResult) {
+	ack := func(res hub.SubscribeResult) {
 		if res.Err != nil {
 			// Only this subscribe's own entry goes: a refused subscribe
 			// leaves nothing behind, so a retry is a fresh subscribe and
@@ -287,7 +311,13 @@ func (h *Handler) subscribe(s *session.Session, req *request) {
 			rec = &res.Recovered
 		}
 		reply(s, func(b []byte) []byte { return appendAck(b, id, true, res.Offset, rec) })
-	})
+		h.joined(c, channel)
+	}
+	if req.Last != nil {
+		sub = h.cfg.Hub.SubscribeLast(s, channel, *req.Last, ack)
+	} else {
+		sub = h.cfg.Hub.Subscribe(s, channel, since, ack)
+	}
 	if sub != nil && !sub.Removed() {
 		c.subs.add(sub)
 	}
@@ -309,6 +339,7 @@ func (h *Handler) unsubscribe(s *session.Session, req *request) {
 	}
 	h.cfg.Hub.Unsubscribe(sub)
 	c.subs.remove(sub)
+	h.left(c, req.Channel)
 	id := req.ID
 	reply(s, func(b []byte) []byte { return appendAck(b, id, false, 0, nil) })
 }
@@ -353,11 +384,14 @@ func (h *Handler) publish(s *session.Session, req *request) {
 	}
 	p := pendingPublish{id: req.ID, channel: req.Channel, data: []byte(req.Data), key: key}
 	if c.publishing {
-		if len(c.queued) >= maxQueuedPublishes {
+		if c.queue == nil {
+			c.queue = &publishQueue{}
+		}
+		if len(c.queue.items) >= maxQueuedPublishes {
 			h.replyError(s, req.ID, CodeRateLimited, "too many publishes waiting for the broker")
 			return
 		}
-		c.queued = append(c.queued, p)
+		c.queue.items = append(c.queue.items, p)
 		return
 	}
 	c.publishing = true
@@ -386,13 +420,14 @@ func (h *Handler) startPublish(s *session.Session, c *client, p pendingPublish) 
 		if !s.Flush() {
 			s.Abort(session.ClosePolicy)
 		}
-		if len(c.queued) == 0 {
+		if c.queue == nil || len(c.queue.items) == 0 {
 			c.publishing = false
 			return
 		}
-		next := c.queued[0]
-		c.queued[0] = pendingPublish{}
-		c.queued = c.queued[1:]
+		q := c.queue
+		next := q.items[0]
+		q.items[0] = pendingPublish{}
+		q.items = q.items[1:]
 		h.startPublish(s, c, next)
 	}
 	accepted := h.cfg.Hub.Pool().Submit(func() {

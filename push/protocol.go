@@ -25,11 +25,17 @@ type request struct {
 	Channel string          `json:"channel"`
 	ID      json.RawMessage `json:"id"`
 	Since   *uint64         `json:"since"`
-	Data    json.RawMessage `json:"data"`
+	// Last (subscribe): send the channel's newest Last publications from
+	// history before the live ones; not with Since.
+	Last *int            `json:"last"`
+	Data json.RawMessage `json:"data"`
 	// IdempotencyKey (publish): a retry with the same key stores nothing
 	// new and acks the first offset with "duplicate":true.
 	IdempotencyKey *string `json:"idempotency_key"`
 }
+
+// maxLast bounds a subscribe's last.
+const maxLast = 1000
 
 // validID reports whether id is absent or a JSON number.
 func validID(id json.RawMessage) bool {

@@ -7,4 +7,9 @@
 // wrapper (brokermetrics.go); the API listener serves the node's metrics
 // (metrics.go collects the engine's, the hub's and the broker's) and the
 // admin page, whose stats the node assembles per request.
+//
+// control.go is the node's side of the server API's cluster-wide calls
+// (api.Control): each becomes a request every node answers about itself,
+// through the broker's Control in a cluster, merged here; presence joins
+// and leaves travel the same way (notify).
 package server

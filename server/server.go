@@ -67,6 +67,11 @@ type Options struct {
 	InboxBytes        int
 	OverloadWait      time.Duration
 	ConflateChannels  []string
+	// PresenceChannels are the patterns of the channels that keep
+	// presence; PresenceJoinLeave sends their joins and leaves to their
+	// subscribers (docs/protocol.md).
+	PresenceChannels  []string
+	PresenceJoinLeave bool
 	Logger            *slog.Logger
 }
 
@@ -79,6 +84,7 @@ type Node struct {
 	hub      *hub.Hub
 	pool     *workpool.Pool
 	engine   *engine.Server
+	push     *push.Handler
 	api      *http.Server
 	apiLn    net.Listener
 	started  time.Time
@@ -126,17 +132,19 @@ func New(o Options) (*Node, error) {
 	if o.TokenSecret != "" {
 		verifier = auth.NewVerifier(o.TokenSecret)
 	}
-	routes := map[string]session.Handler{
-		"/ws": push.New(push.Config{
-			Hub:                n.hub,
-			Broker:             n.metered,
-			Verifier:           verifier,
-			ClientPublish:      o.ClientPublish,
-			MaxChannelsPerConn: o.MaxChannelsPerConn,
-			PublishRate:        o.PublishRate,
-			PublishTimeout:     o.PublishTimeout,
-		}),
-	}
+	n.push = push.New(push.Config{
+		Hub:                n.hub,
+		Broker:             n.metered,
+		Verifier:           verifier,
+		ClientPublish:      o.ClientPublish,
+		MaxChannelsPerConn: o.MaxChannelsPerConn,
+		PublishRate:        o.PublishRate,
+		PublishTimeout:     o.PublishTimeout,
+		PresenceChannels:   o.PresenceChannels,
+		PresenceJoinLeave:  o.PresenceJoinLeave,
+		Notify:             n.notify,
+	})
+	routes := map[string]session.Handler{"/ws": n.push}
 	if o.Echo {
 		routes["/echo"] = session.Echo{}
 	}
@@ -179,6 +187,12 @@ func (n *Node) Start() error {
 	if err := n.hub.Start(); err != nil {
 		return fmt.Errorf("server: start broker: %w", err)
 	}
+	if err := n.startControl(); err != nil {
+		n.hub.Close()
+		n.pool.Close(time.Second)
+		_ = n.broker.Close()
+		return fmt.Errorf("server: %w", err)
+	}
 	if err := n.engine.Start(); err != nil {
 		n.hub.Close()
 		n.pool.Close(time.Second)
@@ -211,6 +225,7 @@ func (n *Node) Start() error {
 			WriteTimeout:       n.opts.APIWriteTimeout,
 			IdleTimeout:        n.opts.APIIdleTimeout,
 			Admit:              n.hub.Admit,
+			Control:            control{n},
 		})
 		go func() {
 			if err := n.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -18,6 +18,7 @@ const (
 	CloseTimeout                                  // the peer never answered our close frame
 	CloseResync                                   // the server lost continuity on a channel the client subscribes to; 1012, reconnect and recover with since
 	CloseInboundBudget                            // its read would pass the server-wide inbound budget; 1008
+	CloseDisconnected                             // the server API disconnected its user (POST /api/disconnect); 4100
 )
 
 var closeReasonNames = [...]string{
@@ -32,6 +33,7 @@ var closeReasonNames = [...]string{
 	CloseTimeout:           "close_timeout",
 	CloseResync:            "resync",
 	CloseInboundBudget:     "inbound_budget",
+	CloseDisconnected:      "disconnected",
 }
 
 func (r CloseReason) String() string {
@@ -45,6 +47,10 @@ func (r CloseReason) String() string {
 // Herald sends it when a subscriber must recover from history.
 const StatusServiceRestart ws.StatusCode = 1012
 
+// StatusDisconnected (4100, private use) closes a connection whose user
+// the server API disconnected; the client should not reconnect on its own.
+const StatusDisconnected ws.StatusCode = 4100
+
 // code is the close code the server sends for a reason it initiates.
 func (r CloseReason) code() ws.StatusCode {
 	switch r {
@@ -54,6 +60,8 @@ func (r CloseReason) code() ws.StatusCode {
 		return ws.StatusGoingAway
 	case CloseResync:
 		return StatusServiceRestart
+	case CloseDisconnected:
+		return StatusDisconnected
 	}
 	return ws.StatusNormalClosure
 }

@@ -60,6 +60,11 @@
 // delivers a Gap for each subscribed channel, which restarts from the new
 // stream's history.
 //
+// The server API's cluster-wide calls (control.go, broker.Control) are
+// one core NATS request on herald.control, answered by every node on an
+// inbox of the asker's; Ask stops waiting once every node of the node
+// directory (directory.go) answered, or at its context's deadline.
+//
 // Goroutines: nats.go's, one that watches the stream's identity, plus
 // Config.DeliveryShards delivery shards. A
 // channel belongs to one shard by hash of its name; the shard's queue

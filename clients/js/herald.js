@@ -43,9 +43,10 @@
  * Client states ('state' event: { state, previous }):
  *   'disconnected' -> connect() -> 'connecting' -> 'connected'
  *   A lost connection goes back to 'connecting' and retries with backoff until
- *   it reconnects or close() is called; close() is the only way to
- *   'disconnected'. Every close except close() reconnects: server restarts
- *   (1001), slow-consumer closes (1008), network loss, a missing pong.
+ *   it reconnects or close() is called; close() and a server API
+ *   disconnect (close code 4100) are the only ways to 'disconnected'. Every
+ *   other close reconnects: server restarts (1001), slow-consumer closes
+ *   (1008), network loss, a missing pong.
  * Client events:
  *   'connecting'   { code, reason }  the connection was lost; retrying
  *   'connected'    { reconnected }   reconnected is false on the first connect
@@ -57,7 +58,9 @@
  * client.subscribe(channel, { since }) returns a Subscription at once and
  * subscribes as soon as the client is connected (it throws if the channel
  * name is invalid or already subscribed). With `since`, the server first
- * replays the history after that offset.
+ * replays the history after that offset; with `last: N` (1-1000, not with
+ * since), the channel's newest N publications (a cache channel's latest
+ * value); later resubscribes continue with since.
  * Subscription states: 'subscribing' -> 'subscribed' (back to 'subscribing'
  * while the client reconnects) -> 'unsubscribed' (after unsubscribe(), or a
  * permanent error such as 'forbidden').
@@ -72,6 +75,12 @@
  *                  app should reload its state from its own backend
  *   'error'        { type: 'subscribe', error }
  *   'state'        { state, previous }
+ *   'join', 'leave' { channel, user, conn }  presence changes on a channel
+ *                  the server keeps presence for (-presence-join-leave)
+ * A server API unsubscribe ({"op":"unsubscribed"}) ends the subscription
+ * ('unsubscribed' with code 'unsubscribed'). A server API disconnect
+ * (close code 4100) stops the client: 'disconnected' with that code, no
+ * reconnect.
  *
  * Recovery. The subscription remembers the last offset it delivered
  * (`sub.offset`). After a reconnect it resubscribes with `since` = that
@@ -90,6 +99,9 @@
  */
 
 const CHANNEL_RE = /^[A-Za-z0-9:_.-]{1,255}$/;
+
+// The close code of a server API disconnect (docs/protocol.md).
+const DISCONNECTED = 4100;
 
 // Subscribe errors worth retrying on the same connection.
 const TEMPORARY = new Set(['unavailable', 'rate_limited']);
@@ -248,14 +260,19 @@ export class HeraldClient extends Emitter {
    * are kept: connect() resubscribes them from their last offsets.
    */
   close() {
+    this._stop(1000, 'client closed');
+  }
+
+  /** Stops for good (close(), or a server API disconnect). */
+  _stop(code, reason) {
     if (this.state === State.Disconnected) return;
     globalThis.removeEventListener?.('online', this._onOnline);
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = null;
-    this._teardown(1000, 'client closed');
+    this._teardown(code, reason);
     this._setState(State.Disconnected);
-    this._subsLost(1000, 'client closed');
-    this._emit('disconnected', { code: 1000, reason: 'client closed' });
+    this._subsLost(code, reason);
+    this._emit('disconnected', { code, reason });
   }
 
   /**
@@ -373,6 +390,11 @@ export class HeraldClient extends Emitter {
 
   /** The connection (or an attempt) is gone or unusable: drop it and retry. */
   _lose(code, reason) {
+    if (code === DISCONNECTED) {
+      // The server API disconnected this user: reconnecting would undo it.
+      this._stop(code, reason || 'disconnected by the server');
+      return;
+    }
     const wasConnected = this.state === State.Connected;
     this._teardown(code, reason);
     this._setState(State.Connecting);
@@ -473,6 +495,19 @@ export class HeraldClient extends Emitter {
         if (sub) sub._onMessage(msg);
         return;
       }
+      case 'join':
+      case 'leave': {
+        const sub = this._subs.get(msg.channel);
+        if (sub && sub.state === SubState.Subscribed) {
+          sub._emit(msg.op, { channel: msg.channel, user: msg.user, conn: msg.conn });
+        }
+        return;
+      }
+      case 'unsubscribed': {
+        const sub = this._subs.get(msg.channel);
+        if (sub) sub._finish('unsubscribed', 'unsubscribed by the server');
+        return;
+      }
       case 'ack':
       case 'pong':
       case 'error': {
@@ -497,12 +532,14 @@ export class HeraldClient extends Emitter {
   _sendSubscribe(sub) {
     const frame = { op: 'subscribe', channel: sub.channel };
     const since = sub.offset;
+    const last = since === null ? sub._last : 0;
     if (since !== null) frame.since = since;
+    else if (last) frame.last = last;
     sub._inFlight = true;
     this._call(frame, this.options.timeout, (err, ack) => {
       sub._inFlight = false;
       if (err) sub._onSubscribeError(err);
-      else sub._onAck(ack, since);
+      else sub._onAck(ack, since, last);
     });
   }
 
@@ -546,6 +583,7 @@ export class Subscription extends Emitter {
     this._attempt = 0; // temporary subscribe failures in a row
     this._retryTimer = null;
     this._inFlight = false; // a subscribe request awaits its reply
+    this._last = Number.isSafeInteger(options.last) && options.last > 0 && this.offset === null ? options.last : 0;
   }
 
   /** Resolves once subscribed; rejects if unsubscribed first or timeout ms pass. */
@@ -630,13 +668,20 @@ export class Subscription extends Emitter {
     }
   }
 
-  _onAck(ack, since) {
+  _onAck(ack, since, last) {
     if (this.state !== SubState.Subscribing) return;
     this._attempt = 0;
     const top = typeof ack.offset === 'number' ? ack.offset : 0;
     const wasRecovering = since !== null;
     let recovered = true;
-    if (!wasRecovering) {
+    if (!wasRecovering && last) {
+      // The newest publications up to top follow the ack: take every one,
+      // then stand at top once they are through.
+      this._last = 0;
+      this.offset = null;
+      this._replayTop = top;
+      this.client._afterReplay(this, top);
+    } else if (!wasRecovering) {
       this.offset = top;
     } else {
       recovered = ack.recovered !== false;

@@ -57,6 +57,7 @@ type serveOptions struct {
 	memoryLimit        byteSize
 	apiOptions
 	overloadOptions
+	presenceOptions
 }
 
 // apiOptions are the API listener's limits (docs/api.md).
@@ -114,6 +115,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the Go runtime (GOMEMLIMIT), e.g. 4GiB; 0 leaves the runtime's default")
 	o.apiFlags(fs)
 	o.overloadFlags(fs)
+	o.presenceFlags(fs)
 	return fs, o
 }
 
@@ -205,6 +207,9 @@ func (o *serveOptions) validate(src sources) error {
 	}
 	o.validateAPI(bad)
 	o.validateOverload(bad, o.apiWriteTimeout)
+	if p, isBad := o.badPresencePattern(); isBad {
+		bad("presence-channels", "pattern %q is not a channel name, optionally ending in '*'", p)
+	}
 	return errors.Join(errs...)
 }
 
@@ -284,6 +289,8 @@ func (o *serveOptions) nodeOptions(log *slog.Logger) server.Options {
 		InboxBytes:         int(o.inboxBytes),
 		OverloadWait:       o.overloadWait,
 		ConflateChannels:   o.conflateChannels,
+		PresenceChannels:   o.presenceChannels,
+		PresenceJoinLeave:  o.presenceJoinLeave,
 		Logger:             log,
 	}
 }

@@ -81,6 +81,8 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		"HERALD_CONFLATE_CHANNELS":       "ticker:*,prices",
 		"HERALD_UPGRADE_RATE":            "500",
 		"HERALD_MAX_CONNS_PER_IP":        "20",
+		"HERALD_PRESENCE_CHANNELS":       "room:*,lobby",
+		"HERALD_PRESENCE_JOIN_LEAVE":     "true",
 	}
 	fs, _ := newServeFlags()
 	fs.VisitAll(func(f *flag.Flag) {
@@ -105,7 +107,8 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		o.broker != "nats://127.0.0.1:4222" || o.maxChannels != 500 || o.idempotencyWindow != 30*time.Second ||
 		o.natsReplicas != 3 || o.brokerTimeout != 750*time.Millisecond ||
 		o.workers != 4 || o.workQueue != 100 || o.memoryLimit != 2<<30 ||
-		o.apiOptions != (apiOptions{64 << 10, 3 * time.Second, 4 * time.Second, 5 * time.Second, 6, 7, 2 * time.Second}) {
+		o.apiOptions != (apiOptions{64 << 10, 3 * time.Second, 4 * time.Second, 5 * time.Second, 6, 7, 2 * time.Second}) ||
+		strings.Join(o.presenceChannels, "|") != "room:*|lobby" || !o.presenceJoinLeave {
 		t.Fatalf("environment not applied: %+v", o)
 	}
 	if ov := o.overloadOptions; ov.inboxPublications != 100 || ov.inboxBytes != 1<<20 || ov.overloadWait != 250*time.Millisecond ||
@@ -135,6 +138,8 @@ func TestBadValuesExit2(t *testing.T) {
 		{args: []string{"stray"}},
 		{args: []string{"-broker", "redis://x"}},
 		{args: []string{"-api-addr", "0.0.0.0:0"}},
+		{args: []string{"-presence-channels", "room:*,bad name"}},
+		{args: []string{"-presence-channels", "a*b"}},
 		{env: map[string]string{"HERALD_MAX_CONNS": "lots"}},
 		{env: map[string]string{"HERALD_WRITE_BUFFER_LIMIT": "1.5MiB"}},
 		{args: []string{"-loop-inbox-publications", "0"}},

@@ -47,6 +47,9 @@ type NodeOptions struct {
 	MaxChannels int
 	Workers     int // worker pool size (0: default)
 	WorkQueue   int // worker pool queue (0: default)
+	// PresenceChannels and PresenceJoinLeave are server.Options'.
+	PresenceChannels  []string
+	PresenceJoinLeave bool
 }
 
 // ServerOptions turns o into server.Options listening on 127.0.0.1:0.
@@ -78,6 +81,8 @@ func (o NodeOptions) ServerOptions() server.Options {
 		MaxChannels:        o.MaxChannels,
 		Workers:            o.Workers,
 		WorkQueue:          o.WorkQueue,
+		PresenceChannels:   o.PresenceChannels,
+		PresenceJoinLeave:  o.PresenceJoinLeave,
 		Logger:             ec.Logger,
 	}
 }
@@ -246,6 +251,9 @@ type Msg struct {
 	Message   string          `json:"message,omitempty"`
 	Recovered *bool           `json:"recovered,omitempty"`
 	Duplicate bool            `json:"duplicate,omitempty"` // publish ack of a repeated idempotency_key
+	// User and Conn are a presence join's or leave's member.
+	User string `json:"user,omitempty"`
+	Conn string `json:"conn,omitempty"`
 	// Raw is the frame's payload as received.
 	Raw []byte `json:"-"`
 }

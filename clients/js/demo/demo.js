@@ -3,7 +3,8 @@
 //
 // Elements tests rely on: #state and #sub-state (text and data-state),
 // #messages li[data-offset] with .offset and .data children (data is the
-// message's JSON), #recovered (text and data-count: recovered:false events).
+// message's JSON), #recovered (text and data-count: recovered:false events),
+// #presence li[data-conn] (text: the user; data-count on the list).
 
 import { HeraldClient } from '../herald.js';
 
@@ -51,7 +52,8 @@ client.on('connecting', ({ code, reason }) => logEvent(`connection lost (${code}
 client.on('disconnected', () => logEvent('disconnected'));
 client.on('error', ({ error }) => showError(`${error.code || error.name}: ${error.message}`));
 
-const sub = client.subscribe(channel);
+const last = numberParam('last');
+const sub = client.subscribe(channel, Number.isSafeInteger(last) && last > 0 ? { last } : {});
 sub.on('state', ({ state }) => showState($('sub-state'), state));
 sub.on('subscribed', ({ offset, recovered, wasRecovering }) => {
   logEvent(`subscribed at offset ${offset}${wasRecovering ? `, recovered: ${recovered}` : ''}`);
@@ -100,6 +102,51 @@ $('publish-form').addEventListener('submit', async (ev) => {
     out.textContent = `request failed: ${err.message}`;
   }
 });
+
+// Presence: the API's list, then joins and leaves.
+const members = new Map(); // conn -> user
+function showPresence() {
+  const list = $('presence');
+  list.replaceChildren(...[...members].map(([conn, user]) => {
+    const li = document.createElement('li');
+    li.dataset.conn = conn;
+    li.textContent = user || '(anonymous)';
+    return li;
+  }));
+  list.dataset.count = String(members.size);
+}
+async function loadPresence() {
+  const headers = {};
+  const key = $('api-key').value.trim();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const out = $('presence-result');
+  try {
+    const res = await fetch(`/api/presence?channel=${encodeURIComponent(channel)}`, { headers });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      out.textContent = `HTTP ${res.status}: ${body.error || res.statusText}`;
+      return;
+    }
+    members.clear();
+    for (const m of body.members) members.set(m.conn, m.user);
+    out.textContent = `${body.members.length} members on ${body.nodes} node(s)`;
+    showPresence();
+  } catch (err) {
+    out.textContent = `request failed: ${err.message}`;
+  }
+}
+sub.on('join', ({ user, conn }) => {
+  members.set(conn, user);
+  showPresence();
+  logEvent(`${user || 'anonymous'} joined (${conn})`);
+});
+sub.on('leave', ({ user, conn }) => {
+  members.delete(conn);
+  showPresence();
+  logEvent(`${user || 'anonymous'} left (${conn})`);
+});
+sub.on('subscribed', () => loadPresence());
+$('presence-load').addEventListener('click', () => loadPresence());
 
 window.herald = { client, sub }; // for the console
 client.connect();
