@@ -267,8 +267,9 @@ func TestAdminStats(t *testing.T) {
 	if s.Publishes["accepted"] != 3 || !s.BrokerUp || len(s.Nodes) != 1 || !s.Node.Ready || s.Node.ClientAddr != n.Addr().String() || s.Node.Started == 0 {
 		t.Errorf("publishes %v, broker up %v, nodes %+v", s.Publishes, s.BrokerUp, s.Nodes)
 	}
-	// One observation per publication per loop with subscribers of "two".
-	if c := s.Latency.Count; c != 3 && c != 6 || s.FanOut.Count != c || len(s.Latency.Counts) != len(s.Latency.Bounds)+1 || s.Latency.Counts[len(s.Latency.Counts)-1] != c {
+	// One latency observation per publication per loop with subscribers
+	// of "two"; one fan-out observation per drain, which may carry several.
+	if c := s.Latency.Count; c != 3 && c != 6 || s.FanOut.Count < 1 || s.FanOut.Count > c || len(s.Latency.Counts) != len(s.Latency.Bounds)+1 || s.Latency.Counts[len(s.Latency.Counts)-1] != c {
 		t.Errorf("latency %+v, fan-out count %d", s.Latency, s.FanOut.Count)
 	}
 	// The page itself needs no key.
