@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -16,6 +17,9 @@ type Claims struct {
 	// public channel).
 	Channels []string `json:"channels,omitzero"`
 	Publish  bool     `json:"publish,omitempty"`
+	// Subs are the channels the connection is subscribed to on connect,
+	// each checked as a subscribe would be.
+	Subs []string `json:"subs,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -25,6 +29,8 @@ type Identity struct {
 	Patterns  []string // nil: any public channel
 	Publish   bool
 	Anonymous bool
+	Subs      []string  // channels to subscribe to on connect (the subs claim)
+	Expires   time.Time // the token's exp; zero for anonymous connections
 }
 
 // Errors.
@@ -34,17 +40,26 @@ var (
 	ErrNoSubject    = errors.New("auth: token has no sub")
 )
 
-// Verifier checks tokens signed with one HS256 secret.
+// Verifier checks tokens: HS256 with a shared secret, RS256 and ES256
+// with public keys from a PEM file or a JWKS file (see Config). Safe for
+// concurrent use.
 type Verifier struct {
-	secret []byte
+	cfg    Config
+	secret []byte // nil: no HS256
+	static []any  // keys of Config.PublicKeyFile
 	parser *jwt.Parser
+	// jwks is the current load of Config.JWKSFile; checked is when the
+	// file was last looked at (unix nanoseconds).
+	jwks    atomic.Pointer[keySet]
+	checked atomic.Int64
 }
 
-// NewVerifier returns a Verifier for secret.
+// NewVerifier returns a Verifier for one HS256 secret.
 func NewVerifier(secret string) *Verifier {
 	return &Verifier{
+		cfg:    Config{Secret: secret},
 		secret: []byte(secret),
-		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second)),
+		parser: newParser([]string{"HS256"}),
 	}
 }
 
@@ -54,13 +69,17 @@ func (v *Verifier) Verify(token string) (Identity, error) {
 		return Identity{}, ErrNoToken
 	}
 	var c Claims
-	if _, err := v.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.secret, nil }); err != nil {
+	if _, err := v.parser.ParseWithClaims(token, &c, v.keyFunc); err != nil {
 		return Identity{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	if c.Subject == "" {
 		return Identity{}, ErrNoSubject
 	}
-	return Identity{User: c.Subject, Patterns: c.Channels, Publish: c.Publish}, nil
+	id := Identity{User: c.Subject, Patterns: c.Channels, Publish: c.Publish, Subs: c.Subs}
+	if c.ExpiresAt != nil {
+		id.Expires = c.ExpiresAt.Time
+	}
+	return id, nil
 }
 
 // Mint signs a token for user, valid for ttl, limited to channels (nil: any
