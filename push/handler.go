@@ -33,6 +33,13 @@ type Config struct {
 	MaxChannelsPerConn int     // 0: no limit
 	PublishRate        float64 // publishes per second per connection; 0: no limit
 	PublishTimeout     time.Duration
+	// RefreshGrace is how long a connection whose token expired has to
+	// send a refresh before it is closed with 4001 (see refresh.go);
+	// 0 means DefaultRefreshGrace.
+	RefreshGrace time.Duration
+	// AutoPersonal subscribes every authenticated connection to its
+	// user:<id> channel on connect (see subs.go).
+	AutoPersonal bool
 }
 
 // Handler serves the push protocol. It implements session.Handler.
@@ -45,6 +52,9 @@ type Handler struct {
 func New(cfg Config) *Handler {
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 5 * time.Second
+	}
+	if cfg.RefreshGrace <= 0 {
+		cfg.RefreshGrace = DefaultRefreshGrace
 	}
 	return &Handler{cfg: cfg, anon: auth.Identity{Anonymous: true, Publish: cfg.ClientPublish}}
 }
@@ -64,6 +74,10 @@ type client struct {
 	// sent them in (the worker pool would otherwise race them).
 	publishing bool
 	queued     []pendingPublish
+	// exp is the token's expiry and refreshBy, once the server asked for
+	// a refresh, when the connection is closed without one (unix
+	// nanoseconds; 0: no token, or not asked). See refresh.go.
+	exp, refreshBy int64
 }
 
 // maxIDLen bounds a request id: 20 bytes hold any 64-bit integer, and a
@@ -121,6 +135,9 @@ type pendingPublish struct {
 // Authorize checks the token (when a secret is configured) before the
 // upgrade: a missing, bad or expired token is refused with 401.
 func (h *Handler) Authorize(s *session.Session, r *codec.Request) (int, string) {
+	if status, body := negotiate(r); status != 0 {
+		return status, body
+	}
 	if h.cfg.Verifier == nil {
 		return 0, "" // anonymous: state is created when it is needed
 	}
@@ -128,7 +145,9 @@ func (h *Handler) Authorize(s *session.Session, r *codec.Request) (int, string) 
 	if err != nil {
 		return 401, err.Error()
 	}
-	s.Value = newClient(id, h.cfg.PublishRate)
+	c := newClient(id, h.cfg.PublishRate)
+	c.exp = id.Expires.UnixNano()
+	s.Value = c
 	return 0, ""
 }
 
@@ -184,8 +203,9 @@ func queryToken(q []byte) string {
 	return ""
 }
 
-// OnOpen does nothing: a client speaks first.
-func (h *Handler) OnOpen(*session.Session) {}
+// OnOpen subscribes the connection to the channels its token grants
+// (subs.go); otherwise a client speaks first.
+func (h *Handler) OnOpen(s *session.Session) { h.subscribeGranted(s) }
 
 // OnClose drops every subscription of the connection.
 func (h *Handler) OnClose(s *session.Session, _ session.CloseReason) {
@@ -228,6 +248,8 @@ func (h *Handler) OnMessage(s *session.Session, op ws.OpCode, payload []byte) {
 		h.unsubscribe(s, &req)
 	case "publish":
 		h.publish(s, &req)
+	case "refresh":
+		h.refresh(s, &req)
 	case "":
 		h.replyError(s, req.ID, CodeBadRequest, "missing op")
 	default:

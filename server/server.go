@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/herald-ws/herald/api"
-	"github.com/herald-ws/herald/auth"
 	"github.com/herald-ws/herald/broker"
 	"github.com/herald-ws/herald/engine"
 	"github.com/herald-ws/herald/hub"
@@ -27,7 +26,8 @@ type Options struct {
 	Echo               bool   // serve /echo
 	APIAddr            string // "" disables the API listener
 	APIKey             string
-	TokenSecret        string // "" means anonymous mode
+	TokenSecret        string // "" (and no Tokens key file) means anonymous mode
+	Tokens             TokenOptions
 	ClientPublish      bool   // anonymous clients may publish
 	MaxChannelsPerConn int
 	PublishRate        float64
@@ -109,9 +109,9 @@ func New(o Options) (*Node, error) {
 		CompressionMinSize: sc.CompressionMinSize,
 		Logger:             o.Logger,
 	})
-	var verifier *auth.Verifier
-	if o.TokenSecret != "" {
-		verifier = auth.NewVerifier(o.TokenSecret)
+	verifier, err := o.verifier(o.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("server: client tokens: %w", err)
 	}
 	routes := map[string]session.Handler{
 		"/ws": push.New(push.Config{
@@ -122,6 +122,8 @@ func New(o Options) (*Node, error) {
 			MaxChannelsPerConn: o.MaxChannelsPerConn,
 			PublishRate:        o.PublishRate,
 			PublishTimeout:     o.PublishTimeout,
+			RefreshGrace:       o.Tokens.RefreshGrace,
+			AutoPersonal:       o.Tokens.AutoPersonal,
 		}),
 	}
 	if o.Echo {

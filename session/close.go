@@ -18,6 +18,7 @@ const (
 	CloseTimeout                                  // the peer never answered our close frame
 	CloseResync                                   // the server lost continuity on a channel the client subscribes to; 1012, reconnect and recover with since
 	CloseInboundBudget                            // its read would pass the server-wide inbound budget; 1008
+	CloseTokenExpired                             // its token expired and no valid refresh came within the grace; 4001
 )
 
 var closeReasonNames = [...]string{
@@ -32,6 +33,7 @@ var closeReasonNames = [...]string{
 	CloseTimeout:           "close_timeout",
 	CloseResync:            "resync",
 	CloseInboundBudget:     "inbound_budget",
+	CloseTokenExpired:      "token_expired",
 }
 
 func (r CloseReason) String() string {
@@ -45,6 +47,10 @@ func (r CloseReason) String() string {
 // Herald sends it when a subscriber must recover from history.
 const StatusServiceRestart ws.StatusCode = 1012
 
+// StatusTokenExpired (4001, private use) closes a connection whose token
+// expired and was not refreshed in time: get a new token and reconnect.
+const StatusTokenExpired ws.StatusCode = 4001
+
 // code is the close code the server sends for a reason it initiates.
 func (r CloseReason) code() ws.StatusCode {
 	switch r {
@@ -54,6 +60,8 @@ func (r CloseReason) code() ws.StatusCode {
 		return ws.StatusGoingAway
 	case CloseResync:
 		return StatusServiceRestart
+	case CloseTokenExpired:
+		return StatusTokenExpired
 	}
 	return ws.StatusNormalClosure
 }

@@ -54,6 +54,7 @@ type serveOptions struct {
 	workQueue          int
 	memoryLimit        byteSize
 	apiOptions
+	tokenOptions
 }
 
 // apiOptions are the API listener's limits (docs/api.md).
@@ -108,6 +109,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	fs.IntVar(&o.workQueue, "work-queue", 65536, "broker calls waiting for a worker past which subscribes and client publishes are refused as unavailable")
 	fs.Var(&o.memoryLimit, "memory-limit", "soft memory limit of the Go runtime (GOMEMLIMIT), e.g. 4GiB; 0 leaves the runtime's default")
 	o.apiFlags(fs)
+	o.tokenFlags(fs)
 	return fs, o
 }
 
@@ -192,6 +194,7 @@ func (o *serveOptions) validate(src sources) error {
 		bad("work-queue", "must be at least 1, not %d", o.workQueue)
 	}
 	o.validateAPI(bad)
+	o.validateTokens(bad)
 	return errors.Join(errs...)
 }
 
@@ -250,6 +253,7 @@ func (o *serveOptions) nodeOptions(log *slog.Logger) server.Options {
 		APIAddr:            o.apiAddr,
 		APIKey:             o.apiKey,
 		TokenSecret:        o.tokenSecret,
+		Tokens:             o.tokens(),
 		ClientPublish:      o.clientPublish,
 		MaxChannelsPerConn: o.maxChannelsPerConn,
 		PublishRate:        o.publishRate,
@@ -338,7 +342,7 @@ func runServe(args []string) int {
 		apiAddr = a.String()
 	}
 	log.Info("herald listening", "addr", srv.Addr().String(), "api", apiAddr, "broker", o.broker,
-		"auth", o.tokenSecret != "", "echo", o.echo, "version", versionString())
+		"auth", o.tokenAuth(), "echo", o.echo, "version", versionString())
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

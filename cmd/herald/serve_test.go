@@ -72,6 +72,10 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		"HERALD_API_MAX_INFLIGHT":      "6",
 		"HERALD_MAX_PUBLISH_CHANNELS":  "7",
 		"HERALD_PUBLISH_TIMEOUT":       "2s",
+		"HERALD_TOKEN_PUBLIC_KEY":      "/etc/herald/keys.pem",
+		"HERALD_TOKEN_JWKS":            "/etc/herald/jwks.json",
+		"HERALD_REFRESH_GRACE":         "3s",
+		"HERALD_AUTO_PERSONAL":         "true",
 	}
 	fs, _ := newServeFlags()
 	fs.VisitAll(func(f *flag.Flag) {
@@ -95,7 +99,8 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		o.maxChannelsPerConn != 9 || o.publishRate != 2.5 || o.historySize != 33 || o.historyTTL != 90*time.Second ||
 		o.broker != "nats://127.0.0.1:4222" || o.maxChannels != 500 || o.idempotencyWindow != 30*time.Second ||
 		o.workers != 4 || o.workQueue != 100 || o.memoryLimit != 2<<30 ||
-		o.apiOptions != (apiOptions{64 << 10, 3 * time.Second, 4 * time.Second, 5 * time.Second, 6, 7, 2 * time.Second}) {
+		o.apiOptions != (apiOptions{64 << 10, 3 * time.Second, 4 * time.Second, 5 * time.Second, 6, 7, 2 * time.Second}) ||
+		o.tokenOptions != (tokenOptions{"/etc/herald/keys.pem", "/etc/herald/jwks.json", 3 * time.Second, true}) {
 		t.Fatalf("environment not applied: %+v", o)
 	}
 	// The command line wins over the environment.
