@@ -95,6 +95,11 @@ func Mint(secret, user string, channels []string, publish bool, ttl time.Duratio
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		},
 	}
+	return MintClaims(secret, c)
+}
+
+// MintClaims signs c with the HS256 secret.
+func MintClaims(secret string, c Claims) (string, error) {
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
 }
 
