@@ -1,0 +1,154 @@
+package cluster
+
+import (
+	"net/url"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/herald-ws/herald/auth"
+	"github.com/herald-ws/herald/broker/natsbroker"
+	"github.com/herald-ws/herald/internal/testutil"
+	"github.com/herald-ws/herald/server"
+)
+
+const tokenSecret = "cluster-token-secret"
+
+// startTokenNode starts a node on the NATS broker with HS256 tokens and
+// -auto-personal.
+func startTokenNode(t *testing.T, ns *natsServer) *server.Node {
+	t.Helper()
+	b, err := natsbroker.New(natsbroker.Config{URLs: ns.url(), HistorySize: 100, HistoryTTL: time.Hour, Name: t.Name()})
+	if err != nil {
+		t.Fatalf("natsbroker: %v", err)
+	}
+	return testutil.StartNode(t, testutil.NodeOptions{Broker: b, HistorySize: 100, TokenSecret: tokenSecret,
+		Tokens: server.TokenOptions{AutoPersonal: true}})
+}
+
+func userToken(t *testing.T, user string, subs ...string) string {
+	t.Helper()
+	c := auth.Claims{Subs: subs, RegisteredClaims: jwt.RegisteredClaims{Subject: user, ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}}
+	tok, err := auth.MintClaims(tokenSecret, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// follow reads c's frames in the background from now on.
+func follow(c *testutil.WSClient) *subscriber {
+	s := &subscriber{c: c, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			m, err := c.Next(30 * time.Second)
+			s.mu.Lock()
+			if err != nil {
+				s.err = err
+				s.mu.Unlock()
+				return
+			}
+			s.msgs = append(s.msgs, m)
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+// TestGrantedSubscriptionsAcrossNodes: connections of user 42 on three
+// nodes, each subscribed on connect to news (the subs claim) and user:42
+// (-auto-personal), get their subscribed events with the cluster's
+// offsets, then every publication made on any node to either channel,
+// exactly once and in offset order; user 7 gets none of user 42's.
+func TestGrantedSubscriptionsAcrossNodes(t *testing.T) {
+	ns := startNATS(t)
+	nodes := []*server.Node{startTokenNode(t, ns), startTokenNode(t, ns), startTokenNode(t, ns)}
+	newsTop := testutil.Publish(t, nodes[1], "news", `"before"`)
+	var subs []*subscriber
+	for i, n := range nodes {
+		c := testutil.DialWS(t, n, "token="+url.QueryEscape(userToken(t, "42", "news")), nil)
+		got := map[string]uint64{}
+		for range 2 {
+			m := c.Expect("subscribed")
+			got[m.Channel] = m.Offset
+		}
+		if len(got) != 2 || got["news"] != newsTop {
+			t.Fatalf("node %d: subscribed events %v, want news at %d and user:42", i, got, newsTop)
+		}
+		if _, ok := got["user:42"]; !ok {
+			t.Fatalf("node %d: no subscribed event for user:42: %v", i, got)
+		}
+		subs = append(subs, follow(c))
+	}
+	other := testutil.DialWS(t, nodes[2], "token="+url.QueryEscape(userToken(t, "7")), nil)
+	if m := other.Expect("subscribed"); m.Channel != "user:7" {
+		t.Fatalf("user 7: %s", m.Raw)
+	}
+	otherSub := follow(other)
+
+	const perNode = 10
+	var mu sync.Mutex
+	acked := map[string][]uint64{}
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range perNode {
+				for _, ch := range []string{"user:42", "news"} {
+					off, err := testutil.PublishKey(n, "", ch, map[string]any{"node": i, "n": j})
+					if err != nil {
+						t.Errorf("publish to %s on node %d: %v", ch, i, err)
+						return
+					}
+					mu.Lock()
+					acked[ch] = append(acked[ch], off)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, offs := range acked {
+		sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+	}
+	mark := testutil.Publish(t, nodes[0], "user:7", `"seven"`)
+	for i, s := range subs {
+		got := s.waitCount(t, 2*3*perNode, 20*time.Second)
+		seen := map[string][]uint64{}
+		for _, m := range got {
+			if m.Op != "message" {
+				t.Fatalf("subscriber on node %d got %s", i, m.Raw)
+			}
+			seen[m.Channel] = append(seen[m.Channel], m.Offset)
+		}
+		for _, ch := range []string{"user:42", "news"} {
+			if len(seen[ch]) != len(acked[ch]) {
+				t.Fatalf("node %d: %d messages on %s, want %d", i, len(seen[ch]), ch, len(acked[ch]))
+			}
+			for k := range seen[ch] {
+				if seen[ch][k] != acked[ch][k] {
+					t.Fatalf("node %d: %s message %d at offset %d, want %d (acked offsets in order, once each)", i, ch, k, seen[ch][k], acked[ch][k])
+				}
+			}
+		}
+	}
+	m := otherSub.waitCount(t, 1, 20*time.Second)
+	if m[0].Channel != "user:7" || m[0].Offset != mark {
+		t.Fatalf("user 7's first message is %s, want only its own user:7 at %d", m[0].Raw, mark)
+	}
+	// No stragglers or duplicates arrive later.
+	time.Sleep(300 * time.Millisecond)
+	for i, s := range subs {
+		if n := len(s.messages()); n != 2*3*perNode {
+			t.Fatalf("subscriber on node %d ended with %d messages, want %d", i, n, 2*3*perNode)
+		}
+	}
+	if n := len(otherSub.messages()); n != 1 {
+		t.Fatalf("user 7 ended with %d messages, want 1", n)
+	}
+}
