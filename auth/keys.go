@@ -48,7 +48,7 @@ type Config struct {
 // Key errors.
 var (
 	ErrNoKeys      = errors.New("auth: no token key configured")
-	ErrBadKey      = errors.New("auth: unusable public key")
+	ErrBadKey      = errors.New("auth: unusable key")
 	ErrUnknownKey  = errors.New("auth: no key for the token")
 	ErrRSAKeyShort = errors.New("auth: RSA key shorter than 2048 bits")
 )
@@ -443,4 +443,40 @@ func JWK(key crypto.PublicKey, kid string) (map[string]string, error) {
 			"x": enc(b[1:33]), "y": enc(b[33:])}, nil
 	}
 	return nil, fmt.Errorf("%w: %T is neither RSA nor EC", ErrBadKey, key)
+}
+
+// ParsePrivateKey reads the first private key of a PEM file ("PRIVATE
+// KEY", "RSA PRIVATE KEY" or "EC PRIVATE KEY"), an RSA key of at least
+// 2048 bits or an EC P-256 key, for MintSigned.
+func ParsePrivateKey(b []byte) (crypto.Signer, error) {
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			return nil, fmt.Errorf("%w: no PEM private key found", ErrBadKey)
+		}
+		var k any
+		var err error
+		switch blk.Type {
+		case "PRIVATE KEY":
+			k, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
+		case "RSA PRIVATE KEY":
+			k, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
+		case "EC PRIVATE KEY":
+			k, err = x509.ParseECPrivateKey(blk.Bytes)
+		default:
+			continue // EC PARAMETERS and the like
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
+		}
+		s, ok := k.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("%w: %T cannot sign", ErrBadKey, k)
+		}
+		if err := checkKey(s.Public()); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
 }
