@@ -26,9 +26,9 @@ type Options struct {
 	Echo               bool   // serve /echo
 	APIAddr            string // "" disables the API listener
 	APIKey             string
-	TokenSecret        string // "" (and no Tokens key file) means anonymous mode
-	Tokens             TokenOptions
-	ClientPublish      bool   // anonymous clients may publish
+	TokenSecret        string       // "" (and no Tokens key file) means anonymous mode
+	Tokens             TokenOptions // key files, refresh grace, -auto-personal
+	ClientPublish      bool         // anonymous clients may publish
 	MaxChannelsPerConn int
 	PublishRate        float64
 	HistorySize        int
