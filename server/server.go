@@ -26,9 +26,8 @@ type Options struct {
 	Echo               bool   // serve /echo
 	APIAddr            string // "" disables the API listener
 	APIKey             string
-	TokenSecret        string       // "" (and no Tokens key file) means anonymous mode
-	Tokens             TokenOptions // key files, refresh grace, -auto-personal
-	ClientPublish      bool         // anonymous clients may publish
+	TokenSecret        string // "" means anonymous mode
+	ClientPublish      bool   // anonymous clients may publish
 	MaxChannelsPerConn int
 	PublishRate        float64
 	HistorySize        int
@@ -59,6 +58,9 @@ type Options struct {
 	// publish and for one client publish; 0 means 5 s.
 	PublishTimeout time.Duration
 	Logger         *slog.Logger
+	// Tokens are the client-token settings besides TokenSecret: RS256 and
+	// ES256 key files, the refresh grace, -auto-personal.
+	Tokens TokenOptions
 }
 
 // Node is one running Herald node.
