@@ -27,7 +27,7 @@ var (
 	ecKey, ecOther   *ecdsa.PrivateKey
 )
 
-func testKeys(t *testing.T) {
+func testKeys(t testing.TB) {
 	t.Helper()
 	keysOnce.Do(func() {
 		var err error
@@ -44,7 +44,7 @@ func testKeys(t *testing.T) {
 	})
 }
 
-func pemOf(t *testing.T, keys ...crypto.PublicKey) []byte {
+func pemOf(t testing.TB, keys ...crypto.PublicKey) []byte {
 	t.Helper()
 	var out []byte
 	for _, k := range keys {
