@@ -152,3 +152,58 @@ func TestGrantedSubscriptionsAcrossNodes(t *testing.T) {
 		t.Fatalf("user 7 ended with %d messages, want 1", n)
 	}
 }
+
+// TestRefreshAcrossNodes: on a cluster node, a refresh whose token no
+// longer allows a channel drops that subscription for publications from
+// every node, keeps the others, and a token left to expire is closed with
+// 4001 after the grace.
+func TestRefreshAcrossNodes(t *testing.T) {
+	ns := startNATS(t)
+	mk := func() *server.Node {
+		b, err := natsbroker.New(natsbroker.Config{URLs: ns.url(), HistorySize: 100, HistoryTTL: time.Hour, Name: t.Name()})
+		if err != nil {
+			t.Fatalf("natsbroker: %v", err)
+		}
+		return testutil.StartNode(t, testutil.NodeOptions{Broker: b, HistorySize: 100, TokenSecret: tokenSecret,
+			Options: testutil.Options{HandshakeTimeout: 400 * time.Millisecond},
+			Tokens:  server.TokenOptions{RefreshGrace: 500 * time.Millisecond}})
+	}
+	a, b, c := mk(), mk(), mk()
+	claims := func(ttl time.Duration, channels ...string) string {
+		t.Helper()
+		cl := auth.Claims{Channels: channels, RegisteredClaims: jwt.RegisteredClaims{Subject: "42", ExpiresAt: jwt.NewNumericDate(time.Now().Add(ttl))}}
+		tok, err := auth.MintClaims(tokenSecret, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	cl := testutil.DialWS(t, a, "token="+url.QueryEscape(claims(time.Second, "keep", "drop")), nil)
+	// A channel's offsets start at 0 on JetStream, so the acks' offsets
+	// are not checked here.
+	cl.Send(`{"op":"subscribe","channel":"keep","id":1}`)
+	cl.ExpectAck(1)
+	cl.Send(`{"op":"subscribe","channel":"drop","id":2}`)
+	cl.ExpectAck(2)
+	cl.Send(map[string]any{"op": "refresh", "id": 3, "token": claims(time.Hour, "keep")})
+	if m := cl.Expect("unsubscribed"); m.Channel != "drop" || m.Code != "forbidden" {
+		t.Fatalf("got %s, want drop unsubscribed", m.Raw)
+	}
+	cl.ExpectAck(3)
+	testutil.Publish(t, b, "drop", `"gone"`)
+	off := testutil.Publish(t, c, "keep", `"kept"`)
+	if m := cl.ExpectMessage("keep"); m.Offset != off {
+		t.Fatalf("got %s, want keep at %d and nothing of drop", m.Raw, off)
+	}
+
+	late := testutil.DialWS(t, b, "token="+url.QueryEscape(claims(time.Second, "keep")), nil)
+	late.Expect("refresh")
+	if code := late.ExpectClose(); code != 4001 {
+		t.Fatalf("close %d, want 4001", code)
+	}
+	// The refreshed connection on node a outlived its first exp.
+	off = testutil.Publish(t, c, "keep", `"still"`)
+	if m := cl.ExpectMessage("keep"); m.Offset != off {
+		t.Fatalf("got %s after the old exp, want keep at %d", m.Raw, off)
+	}
+}
