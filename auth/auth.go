@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,8 +51,9 @@ type Verifier struct {
 	parser *jwt.Parser
 	// jwks is the current load of Config.JWKSFile; checked is when the
 	// file was last looked at (unix nanoseconds).
-	jwks    atomic.Pointer[keySet]
-	checked atomic.Int64
+	jwks     atomic.Pointer[keySet]
+	checked  atomic.Int64
+	reloadMu sync.Mutex // serialises reloads, which are rare
 }
 
 // NewVerifier returns a Verifier for one HS256 secret.

@@ -14,7 +14,6 @@ import (
 	"io"
 	"math/big"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
@@ -196,11 +195,11 @@ type jwk struct {
 	Y   string `json:"y"`
 }
 
-// ParseJWKS reads a JSON Web Key Set. Keys meant for something else (use
+// parseJWKS reads a JSON Web Key Set. Keys meant for something else (use
 // other than "sig", alg other than RS256 or ES256) and key types Herald
 // does not verify with (oct, OKP) are skipped; a key Herald should use but
 // cannot parse is an error, and so is a set left with no key.
-func ParseJWKS(b []byte) ([]pubKey, error) {
+func parseJWKS(b []byte) ([]pubKey, error) {
 	var doc struct {
 		Keys []jwk `json:"keys"`
 	}
@@ -291,15 +290,12 @@ func loadJWKS(path string) (*keySet, error) {
 	if _, err := io.ReadFull(f, b); err != nil {
 		return nil, fmt.Errorf("auth: read JWKS: %w", err)
 	}
-	keys, err := ParseJWKS(b)
+	keys, err := parseJWKS(b)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %s: %w", path, err)
 	}
 	return &keySet{keys: keys, sig: sigOf(fi)}, nil
 }
-
-// reloadMu serialises JWKS reloads of every Verifier; reloads are rare.
-var reloadMu sync.Mutex
 
 // maybeReload re-reads the JWKS file when it changed. Unless force, it
 // stats the file at most once per ReloadInterval (whichever caller wins
@@ -324,8 +320,8 @@ func (v *Verifier) maybeReload(force bool) {
 	if cur := v.jwks.Load(); cur != nil && cur.sig == sigOf(fi) {
 		return
 	}
-	reloadMu.Lock()
-	defer reloadMu.Unlock()
+	v.reloadMu.Lock()
+	defer v.reloadMu.Unlock()
 	if cur := v.jwks.Load(); cur != nil && cur.sig == sigOf(fi) {
 		return // another caller reloaded it meanwhile
 	}

@@ -261,7 +261,7 @@ func TestJWKSReloadInterval(t *testing.T) {
 	wantUser(t, v, signed(t, ecKey, "e1", "b"), "b")
 }
 
-// TestParseJWKS: keys for other uses and other algorithms are skipped,
+// TestParseJWKS (parseJWKS): keys for other uses and other algorithms are skipped,
 // broken keys are errors, and a set with nothing usable is refused.
 func TestParseJWKS(t *testing.T) {
 	testKeys(t)
@@ -280,7 +280,7 @@ func TestParseJWKS(t *testing.T) {
 		"even exponent":     {`{"keys":[{"kty":"RSA","n":"AQAB","e":"Ag"}]}`, -1},
 		"not JSON":          {`keys`, -1},
 	} {
-		keys, err := ParseJWKS([]byte(c.doc))
+		keys, err := parseJWKS([]byte(c.doc))
 		switch {
 		case c.keys < 0 && err == nil:
 			t.Errorf("%s: accepted", name)
