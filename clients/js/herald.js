@@ -57,6 +57,14 @@
  *   'connected'    { reconnected }   reconnected is false on the first connect
  *   'disconnected' { code, reason }  after close()
  *   'refreshed'    {}                the server accepted a refreshed token
+ *   'granted'      { subscription }  the server subscribed the connection to a
+ *                  channel its token grants (the subs claim, -auto-personal)
+ *                  and the app had no Subscription for it: attach listeners
+ *                  here. Granted subscriptions are granted again after each
+ *                  reconnect (the client does not resubscribe them; a gap in
+ *                  between is reported as 'missed'). Do not subscribe() to a
+ *                  channel the token grants: in a cluster the server may
+ *                  answer that subscribe with bad_request first.
  *   'error'        { type, error }   type: 'transport' (an attempt failed),
  *                  'token' (getToken threw), 'server' (an error reply with no
  *                  request to reject), 'protocol' (an unreadable frame)
@@ -367,7 +375,7 @@ export class HeraldClient extends Emitter {
       this._pingTimer = setInterval(() => this._keepalive(), this.options.pingInterval);
     }
     for (const sub of this._subs.values()) {
-      if (sub.state === SubState.Subscribing && !sub._retryTimer && !sub._inFlight) this._sendSubscribe(sub);
+      if (sub.state === SubState.Subscribing && !sub._granted && !sub._retryTimer && !sub._inFlight) this._sendSubscribe(sub);
     }
   }
 
@@ -500,6 +508,9 @@ export class HeraldClient extends Emitter {
       case 'refresh':
         this._refresh();
         return;
+      case 'subscribed':
+        this._onGranted(msg);
+        return;
       case 'unsubscribed': {
         // The server dropped a subscription (a refreshed token no longer
         // allows it).
@@ -510,6 +521,23 @@ export class HeraldClient extends Emitter {
       default:
         // Unknown ops are ignored so that newer servers can add some.
     }
+  }
+
+  /** A subscription the token grants arrived; see the 'granted' event. */
+  _onGranted(msg) {
+    if (typeof msg.channel !== 'string' || typeof msg.offset !== 'number') return;
+    let sub = this._subs.get(msg.channel);
+    const created = !sub;
+    if (created) {
+      sub = new Subscription(this, msg.channel, {});
+      this._subs.set(msg.channel, sub);
+    }
+    sub._granted = true;
+    if (sub.state === SubState.Subscribed) return;
+    sub._setState(SubState.Subscribing);
+    if (created) this._emit('granted', { subscription: sub });
+    const since = sub.offset;
+    sub._onAck({ offset: msg.offset, recovered: since === null || since === msg.offset }, since);
   }
 
   /**
@@ -598,6 +626,7 @@ export class Subscription extends Emitter {
     this._attempt = 0; // temporary subscribe failures in a row
     this._retryTimer = null;
     this._inFlight = false; // a subscribe request awaits its reply
+    this._granted = false; // the server subscribes it on connect (see 'granted')
   }
 
   /** Resolves once subscribed; rejects if unsubscribed first or timeout ms pass. */
