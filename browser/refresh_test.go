@@ -45,12 +45,13 @@ func TestRefreshTokenCallback(t *testing.T) {
 		}
 		return tok
 	}
-	short, long := mint(time.Second), mint(time.Hour)
-
 	cons := &console{}
 	p := openBrowser(t, exe, cons)
 	defer cons.check(t)
 	p.navigate("http://" + node.APIAddr().String() + "/herald.js")
+	// Minted once the browser is up: starting it may take longer than
+	// the short token lives.
+	short, long := mint(time.Second), mint(time.Hour)
 	got := eval[string](p, `(async () => {
 		const { HeraldClient } = await import('/herald.js');
 		const url = 'ws://`+node.Addr().String()+`/ws';
