@@ -78,6 +78,7 @@ type client struct {
 	// a refresh, when the connection is closed without one (unix
 	// nanoseconds; 0: no token, or not asked). See refresh.go.
 	exp, refreshBy int64
+	refreshTAT     int64 // refresh rate limit (refresh.go)
 }
 
 // maxIDLen bounds a request id: 20 bytes hold any 64-bit integer, and a

@@ -57,6 +57,10 @@ func (h *Handler) refresh(s *session.Session, req *request) {
 		h.replyError(s, req.ID, CodeBadRequest, "connection has no token")
 		return
 	}
+	if !c.allowRefresh(time.Now().UnixNano()) {
+		h.replyError(s, req.ID, CodeRateLimited, "refresh rate limit exceeded")
+		return
+	}
 	id, err := h.cfg.Verifier.Verify(req.Token)
 	if err != nil {
 		h.replyError(s, req.ID, CodeInvalidToken, "refresh refused: "+err.Error())
@@ -84,6 +88,25 @@ func (h *Handler) refresh(s *session.Session, req *request) {
 	}
 	rid := req.ID
 	reply(s, func(b []byte) []byte { return appendAck(b, rid, false, 0, nil) })
+}
+
+// A refresh verifies a signature on the loop (tens of microseconds for
+// RS256 and ES256), so a connection may attempt refreshBurst of them at
+// once and then one per refreshInterval; the others are rate_limited.
+const (
+	refreshBurst    = 8
+	refreshInterval = time.Second
+)
+
+// allowRefresh is a GCRA limiter in one field: refreshTAT is when the
+// connection's refresh budget is next full (unix nanoseconds).
+func (c *client) allowRefresh(now int64) bool {
+	tat := max(c.refreshTAT, now)
+	if tat-now > (refreshBurst-1)*int64(refreshInterval) {
+		return false
+	}
+	c.refreshTAT = tat + int64(refreshInterval)
+	return true
 }
 
 // appendUnsubscribed appends {"op":"unsubscribed","channel":..,"code":..}:

@@ -475,3 +475,18 @@ func TestTokenKeyFileRefused(t *testing.T) {
 		t.Fatal("server.New accepted a key file without a key")
 	}
 }
+
+// TestRefreshRateLimited: a connection gets 8 refresh attempts at once
+// (each verifies a signature on the event loop), then rate_limited.
+func TestRefreshRateLimited(t *testing.T) {
+	t.Parallel()
+	n := tokenNode(t, time.Second, false, 0)
+	c := dialAs(t, n, signHS(t, claimsFor("42", time.Now().Add(time.Hour))))
+	bad, _ := auth.Mint("another-secret", "42", nil, false, time.Hour)
+	for i := 1; i <= 8; i++ {
+		c.Send(map[string]any{"op": "refresh", "id": i, "token": bad})
+		c.ExpectError(i, push.CodeInvalidToken)
+	}
+	c.Send(map[string]any{"op": "refresh", "id": 9, "token": signHS(t, claimsFor("42", time.Now().Add(time.Hour)))})
+	c.ExpectError(9, push.CodeRateLimited)
+}

@@ -35,3 +35,35 @@ func TestOnTickAllocatesNothing(t *testing.T) {
 		t.Fatalf("OnTick allocates %v times per call", n)
 	}
 }
+
+// TestRefreshLimiter: refreshBurst attempts at once, then one per
+// refreshInterval, never more over any window.
+func TestRefreshLimiter(t *testing.T) {
+	var c client
+	now := time.Now().UnixNano()
+	for i := range refreshBurst {
+		if !c.allowRefresh(now) {
+			t.Fatalf("attempt %d of the burst refused", i+1)
+		}
+	}
+	if c.allowRefresh(now) {
+		t.Fatal("attempt past the burst allowed")
+	}
+	if c.allowRefresh(now + int64(refreshInterval) - 1) {
+		t.Fatal("allowed before a refresh interval passed")
+	}
+	if !c.allowRefresh(now + int64(refreshInterval)) {
+		t.Fatal("refused after a refresh interval")
+	}
+	// Over a long run the rate is one per interval, plus the burst.
+	allowed := 0
+	start := now + 10*int64(refreshInterval)
+	for k := int64(0); k < 1000; k++ {
+		if c.allowRefresh(start + k*int64(refreshInterval)/10) {
+			allowed++
+		}
+	}
+	if allowed > refreshBurst+100 || allowed < 100 {
+		t.Fatalf("%d refreshes allowed over 100 intervals", allowed)
+	}
+}
