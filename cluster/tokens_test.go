@@ -1,8 +1,15 @@
 package cluster
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -205,5 +212,73 @@ func TestRefreshAcrossNodes(t *testing.T) {
 	off = testutil.Publish(t, c, "keep", `"still"`)
 	if m := cl.ExpectMessage("keep"); m.Offset != off {
 		t.Fatalf("got %s after the old exp, want keep at %d", m.Raw, off)
+	}
+}
+
+// TestJWKSRotationAcrossNodes: three nodes read one JWKS file; an ES256
+// token connects on each, a key rotated into the file is accepted by every
+// node at once and the retired one by none, and a client connected with
+// the new key receives its personal channel's publications from another
+// node.
+func TestJWKSRotationAcrossNodes(t *testing.T) {
+	ns := startNATS(t)
+	dir := t.TempDir()
+	jwksFile := filepath.Join(dir, "jwks.json")
+	writeSet := func(kid string, k *ecdsa.PrivateKey) {
+		t.Helper()
+		j, err := auth.JWK(&k.PublicKey, kid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(map[string]any{"keys": []any{j}})
+		if err := os.WriteFile(jwksFile+".tmp", b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(jwksFile+".tmp", jwksFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	writeSet("k1", k1)
+	var nodes []*server.Node
+	for range 3 {
+		b, err := natsbroker.New(natsbroker.Config{URLs: ns.url(), HistorySize: 100, HistoryTTL: time.Hour, Name: t.Name()})
+		if err != nil {
+			t.Fatalf("natsbroker: %v", err)
+		}
+		nodes = append(nodes, testutil.StartNode(t, testutil.NodeOptions{Broker: b, HistorySize: 100,
+			Tokens: server.TokenOptions{JWKSFile: jwksFile, AutoPersonal: true}}))
+	}
+	sign := func(k *ecdsa.PrivateKey, kid, user string) string {
+		t.Helper()
+		tok, err := auth.MintSigned(k, kid, auth.Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: user, ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "/ws?token=" + url.QueryEscape(tok)
+	}
+	for i, n := range nodes {
+		if status, _ := testutil.Upgrade(t, n, sign(k1, "k1", "42"), nil); status != 101 {
+			t.Fatalf("node %d: k1 token: status %d", i, status)
+		}
+		if status, _ := testutil.Upgrade(t, n, sign(k2, "k2", "42"), nil); status != 401 {
+			t.Fatalf("node %d: k2 token before the rotation: status %d", i, status)
+		}
+	}
+	writeSet("k2", k2)
+	for i, n := range nodes {
+		if status, _ := testutil.Upgrade(t, n, sign(k2, "k2", "42"), nil); status != 101 {
+			t.Fatalf("node %d: k2 token after the rotation: status %d", i, status)
+		}
+		if status, _ := testutil.Upgrade(t, n, sign(k1, "k1", "42"), nil); status != 401 {
+			t.Fatalf("node %d: retired k1 token: status %d", i, status)
+		}
+	}
+	c := testutil.DialWS(t, nodes[0], strings.TrimPrefix(sign(k2, "k2", "42"), "/ws?"), nil)
+	c.Expect("subscribed")
+	off := testutil.Publish(t, nodes[2], "user:42", `"hi"`)
+	if m := c.ExpectMessage("user:42"); m.Offset != off {
+		t.Fatalf("got %s, want user:42 at %d", m.Raw, off)
 	}
 }
