@@ -23,6 +23,9 @@ const DefaultRefreshGrace = 10 * time.Second
 // an {"op":"unsubscribed","channel":..,"code":"forbidden"} event before
 // the refresh's ack.
 
+// The engine's sweep reaches OnTick only through this interface.
+var _ session.Ticker = (*Handler)(nil)
+
 // OnTick asks for a refresh once the token expired and closes the
 // connection when the grace passed without one. It implements
 // session.Ticker and runs on s's loop; a connection without a token pays
