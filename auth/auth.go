@@ -30,8 +30,15 @@ type Identity struct {
 	Patterns  []string // nil: any public channel
 	Publish   bool
 	Anonymous bool
-	Subs      []string  // channels to subscribe to on connect (the subs claim)
-	Expires   time.Time // the token's exp; zero for anonymous connections
+}
+
+// Grant is everything a verified token says: the Identity a connection
+// keeps, and what matters only at moments (exp, the subs claim), kept
+// apart so that the Identity every connection holds stays small.
+type Grant struct {
+	Identity
+	Subs    []string  // channels to subscribe to on connect (the subs claim)
+	Expires time.Time // exp
 }
 
 // Errors.
@@ -67,21 +74,27 @@ func NewVerifier(secret string) *Verifier {
 
 // Verify parses token and returns the identity it grants.
 func (v *Verifier) Verify(token string) (Identity, error) {
+	g, err := v.VerifyGrant(token)
+	return g.Identity, err
+}
+
+// VerifyGrant parses token and returns all it grants.
+func (v *Verifier) VerifyGrant(token string) (Grant, error) {
 	if token == "" {
-		return Identity{}, ErrNoToken
+		return Grant{}, ErrNoToken
 	}
 	var c Claims
 	if _, err := v.parser.ParseWithClaims(token, &c, v.keyFunc); err != nil {
-		return Identity{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return Grant{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	if c.Subject == "" {
-		return Identity{}, ErrNoSubject
+		return Grant{}, ErrNoSubject
 	}
-	id := Identity{User: c.Subject, Patterns: c.Channels, Publish: c.Publish, Subs: c.Subs}
+	g := Grant{Identity: Identity{User: c.Subject, Patterns: c.Channels, Publish: c.Publish}, Subs: c.Subs}
 	if c.ExpiresAt != nil {
-		id.Expires = c.ExpiresAt.Time
+		g.Expires = c.ExpiresAt.Time
 	}
-	return id, nil
+	return g, nil
 }
 
 // Mint signs a token for user, valid for ttl, limited to channels (nil: any

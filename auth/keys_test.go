@@ -297,7 +297,7 @@ func js(v any) string {
 	return string(b)
 }
 
-// TestSubsAndExpires: the subs claim and exp reach the Identity.
+// TestSubsAndExpires: the subs claim and exp reach the Grant.
 func TestSubsAndExpires(t *testing.T) {
 	testKeys(t)
 	v := mustNew(t, Config{PublicKeyFile: writeFile(t, t.TempDir(), "k.pem", pemOf(t, &ecKey.PublicKey))})
@@ -307,11 +307,11 @@ func TestSubsAndExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := v.Verify(tok)
+	id, err := v.VerifyGrant(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(id.Subs) != 2 || id.Subs[0] != "news" || id.Subs[1] != "user:42" {
+	if id.User != "42" || len(id.Subs) != 2 || id.Subs[0] != "news" || id.Subs[1] != "user:42" {
 		t.Errorf("Subs = %q", id.Subs)
 	}
 	if !id.Expires.Equal(c.ExpiresAt.Time) {

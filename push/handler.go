@@ -64,21 +64,26 @@ func New(cfg Config) *Handler {
 // it first subscribes or publishes: until then its identity is the
 // handler's anon and it holds no state, so an idle server pays nothing per
 // connection here.
+//
+// It is 128 bytes (a malloc size class), which every connection with a
+// token holds: keep it there.
 type client struct {
-	id     auth.Identity
-	subs   subSet
-	tokens float64 // publish rate limiter bucket
-	refill int64   // unix nanoseconds of the last refill
+	id   auth.Identity
+	subs subSet
+	// pubTAT is the publish rate limiter (a token bucket kept as GCRA):
+	// when its bucket is next full, in unix nanoseconds.
+	pubTAT int64
+	// deadline is when the token expires or, once asked (the server sent
+	// its refresh request), when the connection is closed without a
+	// refresh; unix nanoseconds, 0 without a token. See refresh.go.
+	deadline int64
 	// publishing is set while one publish is with the broker; later ones
 	// wait in queued, so a connection's publications keep the order it
 	// sent them in (the worker pool would otherwise race them).
 	publishing bool
+	asked      bool
+	refreshTAT uint32 // refresh rate limiter, unix seconds (refresh.go)
 	queued     []pendingPublish
-	// exp is the token's expiry and refreshBy, once the server asked for
-	// a refresh, when the connection is closed without one (unix
-	// nanoseconds; 0: no token, or not asked). See refresh.go.
-	exp, refreshBy int64
-	refreshTAT     int64 // refresh rate limit (refresh.go)
 }
 
 // maxIDLen bounds a request id: 20 bytes hold any 64-bit integer, and a
@@ -97,17 +102,16 @@ func reply(s *session.Session, enc func([]byte) []byte) {
 	replyPool.Put(b)
 }
 
-func newClient(id auth.Identity, rate float64) *client {
-	// A full bucket: the first publish is always allowed.
-	return &client{id: id, tokens: max(rate, 1), refill: time.Now().UnixNano()}
-}
+// newClient starts with a full publish bucket: the first publish is always
+// allowed.
+func newClient(id auth.Identity) *client { return &client{id: id} }
 
 // clientOf returns s's push state, creating it on first need.
 func (h *Handler) clientOf(s *session.Session) *client {
 	if c, ok := s.Value.(*client); ok {
 		return c
 	}
-	c := newClient(h.anon, h.cfg.PublishRate)
+	c := newClient(h.anon)
 	s.Value = c
 	return c
 }
@@ -142,13 +146,17 @@ func (h *Handler) Authorize(s *session.Session, r *codec.Request) (int, string) 
 	if h.cfg.Verifier == nil {
 		return 0, "" // anonymous: state is created when it is needed
 	}
-	id, err := h.cfg.Verifier.Verify(tokenOf(r))
+	g, err := h.cfg.Verifier.VerifyGrant(tokenOf(r))
 	if err != nil {
 		return 401, err.Error()
 	}
-	c := newClient(id, h.cfg.PublishRate)
-	c.exp = id.Expires.UnixNano()
+	c := newClient(g.Identity)
+	c.deadline = g.Expires.UnixNano()
 	s.Value = c
+	if len(g.Subs) > 0 {
+		// Until OnOpen subscribes them (subs.go).
+		s.Value = &upgrading{c: c, subs: g.Subs}
+	}
 	return 0, ""
 }
 
@@ -424,17 +432,19 @@ func (h *Handler) startPublish(s *session.Session, c *client, p pendingPublish) 
 }
 
 // allowPublish is a token bucket: rate per second, burst of max(rate, 1).
+// It is kept as GCRA, in one field: a publish conforms when the bucket's
+// "full again" time is at most (burst-1) emission intervals away, the
+// same as a bucket holding at least one token.
 func (c *client) allowPublish(rate float64) bool {
 	if rate <= 0 {
 		return true
 	}
 	now := time.Now().UnixNano()
-	burst := max(rate, 1)
-	c.tokens = min(burst, c.tokens+rate*float64(now-c.refill)/1e9)
-	c.refill = now
-	if c.tokens < 1 {
+	interval := 1e9 / rate
+	tat := max(c.pubTAT, now)
+	if float64(tat-now) > (max(rate, 1)-1)*interval {
 		return false
 	}
-	c.tokens--
+	c.pubTAT = tat + int64(interval)
 	return true
 }

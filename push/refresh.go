@@ -32,16 +32,18 @@ var _ session.Ticker = (*Handler)(nil)
 // one type assertion.
 func (h *Handler) OnTick(s *session.Session, now time.Time) {
 	c, ok := s.Value.(*client)
-	if !ok || c.exp == 0 {
+	if !ok || c.deadline == 0 {
 		return
 	}
 	t := now.UnixNano()
 	switch {
-	case c.refreshBy == 0 && t >= c.exp:
-		c.refreshBy = t + int64(h.cfg.RefreshGrace)
+	case t < c.deadline:
+	case !c.asked:
+		c.asked = true
+		c.deadline = t + int64(h.cfg.RefreshGrace)
 		s.Send(ws.OpText, refreshRequest)
 		s.Flush()
-	case c.refreshBy != 0 && t >= c.refreshBy:
+	default:
 		s.Close(session.CloseTokenExpired, "token expired")
 		s.Flush()
 	}
@@ -64,19 +66,19 @@ func (h *Handler) refresh(s *session.Session, req *request) {
 		h.replyError(s, req.ID, CodeRateLimited, "refresh rate limit exceeded")
 		return
 	}
-	id, err := h.cfg.Verifier.Verify(req.Token)
+	g, err := h.cfg.Verifier.VerifyGrant(req.Token)
 	if err != nil {
 		h.replyError(s, req.ID, CodeInvalidToken, "refresh refused: "+err.Error())
 		return
 	}
-	if id.User != c.id.User {
+	if g.User != c.id.User {
 		h.replyError(s, req.ID, CodeForbidden, "refresh token is for another user")
 		return
 	}
-	id.Subs = nil // subs apply on connect only
-	c.id = id
-	c.exp = id.Expires.UnixNano()
-	c.refreshBy = 0
+	// Its subs are ignored: they apply on connect only.
+	c.id = g.Identity
+	c.deadline = g.Expires.UnixNano()
+	c.asked = false
 	// Walk backwards: remove swaps the last entry into the hole.
 	for i := len(c.subs.list) - 1; i >= 0; i-- {
 		if i >= len(c.subs.list) {
@@ -98,17 +100,19 @@ func (h *Handler) refresh(s *session.Session, req *request) {
 // once and then one per refreshInterval; the others are rate_limited.
 const (
 	refreshBurst    = 8
-	refreshInterval = time.Second
+	refreshInterval = time.Second // allowRefresh counts in whole seconds
 )
 
 // allowRefresh is a GCRA limiter in one field: refreshTAT is when the
-// connection's refresh budget is next full (unix nanoseconds).
+// connection's refresh budget is next full, in unix seconds (a uint32
+// fits in the client's padding).
 func (c *client) allowRefresh(now int64) bool {
-	tat := max(c.refreshTAT, now)
-	if tat-now > (refreshBurst-1)*int64(refreshInterval) {
+	sec := uint32(now / int64(time.Second))
+	tat := max(c.refreshTAT, sec)
+	if tat-sec > refreshBurst-1 {
 		return false
 	}
-	c.refreshTAT = tat + int64(refreshInterval)
+	c.refreshTAT = tat + 1
 	return true
 }
 

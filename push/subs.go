@@ -21,23 +21,32 @@ import (
 // {"op":"error","channel":..,"code":..,"message":..}. A channel listed
 // twice is subscribed once.
 
-// grantedChannels are the channels id is subscribed to on connect.
-func (h *Handler) grantedChannels(id *auth.Identity) []string {
-	chans := id.Subs
-	if h.cfg.AutoPersonal && !id.Anonymous && id.User != "" {
-		chans = append(chans[:len(chans):len(chans)], auth.UserChannelPrefix+id.User)
-	}
-	return chans
+// upgrading is s.Value between Authorize and OnOpen for a token with a
+// subs claim: the claim is needed once, in OnOpen, and is not worth a
+// field in every client.
+type upgrading struct {
+	c    *client
+	subs []string
 }
 
 // subscribeGranted subscribes s to its granted channels. Runs in OnOpen,
 // on s's loop, before the 101 is flushed, so the events follow it.
 func (h *Handler) subscribeGranted(s *session.Session) {
-	c, ok := s.Value.(*client)
-	if !ok {
+	var c *client
+	var chans []string
+	switch v := s.Value.(type) {
+	case *upgrading:
+		c, chans = v.c, v.subs
+		s.Value = c
+	case *client:
+		c = v
+	default:
 		return // anonymous: nothing is granted
 	}
-	for _, ch := range h.grantedChannels(&c.id) {
+	if h.cfg.AutoPersonal && !c.id.Anonymous && c.id.User != "" {
+		chans = append(chans[:len(chans):len(chans)], auth.UserChannelPrefix+c.id.User)
+	}
+	for _, ch := range chans {
 		h.subscribeGrant(s, c, ch)
 	}
 }

@@ -56,7 +56,7 @@ func TestTokenPrivateKey(t *testing.T) {
 		if code != 0 || stderr != "" {
 			t.Fatalf("%s: exit %d, stderr %q", file, code, stderr)
 		}
-		id, err := v.Verify(strings.TrimSpace(stdout))
+		id, err := v.VerifyGrant(strings.TrimSpace(stdout))
 		if err != nil {
 			t.Fatalf("%s: token does not verify: %v", file, err)
 		}
