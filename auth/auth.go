@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -16,6 +18,9 @@ type Claims struct {
 	// public channel).
 	Channels []string `json:"channels,omitzero"`
 	Publish  bool     `json:"publish,omitempty"`
+	// Subs are the channels the connection is subscribed to on connect,
+	// each checked as a subscribe would be.
+	Subs []string `json:"subs,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -27,6 +32,15 @@ type Identity struct {
 	Anonymous bool
 }
 
+// Grant is everything a verified token says: the Identity a connection
+// keeps, and what matters only at moments (exp, the subs claim), kept
+// apart so that the Identity every connection holds stays small.
+type Grant struct {
+	Identity
+	Subs    []string  // channels to subscribe to on connect (the subs claim)
+	Expires time.Time // exp
+}
+
 // Errors.
 var (
 	ErrNoToken      = errors.New("auth: missing token")
@@ -34,33 +48,53 @@ var (
 	ErrNoSubject    = errors.New("auth: token has no sub")
 )
 
-// Verifier checks tokens signed with one HS256 secret.
+// Verifier checks tokens: HS256 with a shared secret, RS256 and ES256
+// with public keys from a PEM file or a JWKS file (see Config). Safe for
+// concurrent use.
 type Verifier struct {
-	secret []byte
+	cfg    Config
+	secret []byte // nil: no HS256
+	static []any  // keys of Config.PublicKeyFile
 	parser *jwt.Parser
+	// jwks is the current load of Config.JWKSFile; checked is when the
+	// file was last looked at (unix nanoseconds).
+	jwks     atomic.Pointer[keySet]
+	checked  atomic.Int64
+	reloadMu sync.Mutex // serialises reloads, which are rare
 }
 
-// NewVerifier returns a Verifier for secret.
+// NewVerifier returns a Verifier for one HS256 secret.
 func NewVerifier(secret string) *Verifier {
 	return &Verifier{
+		cfg:    Config{Secret: secret},
 		secret: []byte(secret),
-		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second)),
+		parser: newParser([]string{"HS256"}),
 	}
 }
 
 // Verify parses token and returns the identity it grants.
 func (v *Verifier) Verify(token string) (Identity, error) {
+	g, err := v.VerifyGrant(token)
+	return g.Identity, err
+}
+
+// VerifyGrant parses token and returns all it grants.
+func (v *Verifier) VerifyGrant(token string) (Grant, error) {
 	if token == "" {
-		return Identity{}, ErrNoToken
+		return Grant{}, ErrNoToken
 	}
 	var c Claims
-	if _, err := v.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.secret, nil }); err != nil {
-		return Identity{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	if _, err := v.parser.ParseWithClaims(token, &c, v.keyFunc); err != nil {
+		return Grant{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	if c.Subject == "" {
-		return Identity{}, ErrNoSubject
+		return Grant{}, ErrNoSubject
 	}
-	return Identity{User: c.Subject, Patterns: c.Channels, Publish: c.Publish}, nil
+	g := Grant{Identity: Identity{User: c.Subject, Patterns: c.Channels, Publish: c.Publish}, Subs: c.Subs}
+	if c.ExpiresAt != nil {
+		g.Expires = c.ExpiresAt.Time
+	}
+	return g, nil
 }
 
 // Mint signs a token for user, valid for ttl, limited to channels (nil: any
@@ -76,6 +110,11 @@ func Mint(secret, user string, channels []string, publish bool, ttl time.Duratio
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		},
 	}
+	return MintClaims(secret, c)
+}
+
+// MintClaims signs c with the HS256 secret.
+func MintClaims(secret string, c Claims) (string, error) {
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
 }
 

@@ -8,8 +8,10 @@
 //     have arrived so far and reports "need more" until the header block is
 //     complete. It applies RFC 9112's grammar strictly (request line, field
 //     names and values, repeated singleton fields, no body), since the bytes
-//     after the block are read as frames. AppendAccept and AppendHTTPError
-//     write the response.
+//     after the block are read as frames. The Sec-WebSocket-Protocol offer
+//     is kept for the application (Request.OffersProtocol), which selects
+//     one in Request.Subprotocol. AppendAccept and AppendHTTPError write
+//     the response.
 //   - Decoder.Next decodes RFC 6455 frames from the bytes the caller has
 //     buffered (in Herald, the bytes gnet's inbound buffer hands to
 //     OnTraffic). It validates every rule of the RFC as bytes arrive,

@@ -31,6 +31,15 @@ type Request struct {
 	Version  []byte // Sec-WebSocket-Version
 	// Authorization is the raw Authorization header value.
 	Authorization []byte
+	// Subprotocol is the Sec-WebSocket-Protocol the application selected
+	// (in session's Authorize) from those the client offered; AppendAccept
+	// answers with it. Empty: none, which is the only right answer to a
+	// client that offered none (RFC 6455 section 4.1).
+	Subprotocol string
+	// protocols are the Sec-WebSocket-Protocol field lines, already
+	// checked to be lists of tokens (see OffersProtocol).
+	protocols  [maxProtocolLines][]byte
+	nProtocols uint8
 
 	seen              fieldSet // singleton fields met so far
 	upgradeWebSocket  bool     // Upgrade header lists "websocket"
@@ -223,10 +232,14 @@ func (r *Request) parseField(line []byte, opt ParseOptions) error {
 		}
 		r.connectionUpgrade = r.connectionUpgrade || found
 	case equalFold(k, "Sec-WebSocket-Protocol"):
-		// Herald selects no subprotocol, but the list must still be one.
 		if ok, _ := scanList(v, "", isToken); !ok {
 			return ErrMalformedRequest
 		}
+		if int(r.nProtocols) == maxProtocolLines {
+			return ErrMalformedRequest
+		}
+		r.protocols[r.nProtocols] = v
+		r.nProtocols++
 	case equalFold(k, "Sec-WebSocket-Key"):
 		if !r.once(fieldKey) {
 			return ErrDuplicateField
@@ -481,12 +494,50 @@ func validKey(k []byte) bool {
 	return err == nil && n == 16
 }
 
+// maxProtocolLines is how many Sec-WebSocket-Protocol field lines a
+// request may carry (each a list); a client sends one, and a bound keeps
+// Request free of allocations. More is 400.
+const maxProtocolLines = 4
+
+// OffersProtocols reports whether the client offered any subprotocol.
+func (r *Request) OffersProtocols() bool {
+	for _, line := range r.protocols[:r.nProtocols] {
+		if len(bytes.Trim(line, ", \t")) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// OffersProtocol reports whether the client offered the subprotocol name.
+// Names compare exactly: RFC 6455 section 11.3.4 makes them
+// case-sensitive.
+func (r *Request) OffersProtocol(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, line := range r.protocols[:r.nProtocols] {
+		for len(line) > 0 {
+			var item []byte
+			item, line, _ = bytes.Cut(line, []byte(","))
+			if string(trimOWS(item)) == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // AppendAccept appends the 101 Switching Protocols response for r to dst.
 // r must have passed Check. When deflate is true (the server enables
 // compression and r.Deflate), the response accepts permessage-deflate.
 func AppendAccept(dst []byte, r *Request, deflate bool) []byte {
 	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	dst = appendAcceptKey(dst, r.Key)
+	if r.Subprotocol != "" {
+		dst = append(dst, "\r\nSec-WebSocket-Protocol: "...)
+		dst = append(dst, r.Subprotocol...)
+	}
 	if deflate && r.Deflate {
 		dst = append(dst, "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover"...)
 		if r.deflateWindowBits.Defined() {

@@ -101,6 +101,8 @@ func TestParseRequestRFC(t *testing.T) {
 		seen:              fieldHost | fieldKey | fieldVersion | fieldOrigin,
 		upgradeWebSocket:  true,
 		connectionUpgrade: true,
+		protocols:         [maxProtocolLines][]byte{[]byte("chat, superchat")},
+		nProtocols:        1,
 	}
 	if !reflect.DeepEqual(r, want) {
 		t.Fatalf("got  %+v\nwant %+v", r, want)

@@ -3,6 +3,8 @@
 // Herald server: every message they send to /echo must come back with the
 // same bytes and opcode, with and without permessage-deflate, and pings,
 // fragmentation and the closing handshake must work as RFC 6455 says.
+// Node's ws also checks /ws's Sec-WebSocket-Protocol negotiation
+// (herald.json.v1 answered, unknown offers refused with 400).
 //
 // The package holds only tests; it never touches Herald's internals beyond
 // starting a server with internal/testutil. The Node test needs `node` and

@@ -1,10 +1,17 @@
 // Package push is the /ws client protocol: JSON text frames carrying
-// subscribe (with optional since or last), unsubscribe, publish and ping,
-// answered with ack, error and pong, plus the message frames the hub fans
-// out and the presence join/leave and unsubscribed frames. It
-// authenticates the upgrade (token in ?token= or Authorization), enforces
+// subscribe (with optional since or last), unsubscribe, publish, ping and
+// refresh, answered with ack, error and pong, plus the message frames the
+// hub fans out and the presence join/leave and unsubscribed frames. It
+// authenticates the upgrade (token in ?token= or Authorization),
+// negotiates the herald.json.v1 subprotocol (subprotocol.go), enforces
 // channel permissions, -max-channels-per-conn and -publish-rate, and keeps
-// each connection's subscriptions.
+// each connection's subscriptions, including those its token grants on
+// connect (subs.go).
+//
+// A token's exp is enforced for the connection's whole life (refresh.go):
+// the Handler is a session.Ticker, so the engine's per-loop sweep, not a
+// timer per connection, sends the refresh request and closes with 4001
+// when the grace passes.
 //
 // A publish may carry an idempotency_key (the broker deduplicates; a
 // repeat is acked with "duplicate":true) and is refused unless its data is

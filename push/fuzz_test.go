@@ -20,14 +20,19 @@ import (
 // replyFields are the fields each server op may carry.
 var replyFields = map[string][]string{
 	"ack":     {"op", "id", "offset", "recovered"},
-	"error":   {"op", "id", "code", "message"},
+	"error":   {"op", "id", "channel", "code", "message"},
 	"pong":    {"op", "id"},
 	"message": {"op", "channel", "offset", "data"},
+	// Server-initiated: a token's refresh request and its consequences,
+	// and the subscriptions a token grants on connect.
+	"refresh":      {"op"},
+	"unsubscribed": {"op", "channel", "code"},
+	"subscribed":   {"op", "channel", "offset"},
 }
 
 // errorCodes is the documented set of error codes.
 var errorCodes = []string{push.CodeBadRequest, push.CodeForbidden, push.CodeUnknownOp, push.CodeRateLimited,
-	push.CodeTooManyChannels, push.CodeUnavailable}
+	push.CodeTooManyChannels, push.CodeUnavailable, push.CodeInvalidToken}
 
 // checkReply applies the protocol's invariants to one server frame: one
 // JSON object with a known op and only that op's fields, an id only when it
@@ -104,6 +109,7 @@ func FuzzClientFrame(f *testing.F) {
 		`{"op":"publish","channel":"news","data":null}`, `{"op":"publish","channel":"news","data":"\u00e9\ud83d\ude00"}`,
 		`{"op":"PING"}`, `{"OP":"ping"}`, `{"op":"nope","id":8}`, `{"op":""}`, `{}`, `[]`, `null`, `1`, `"op"`,
 		`{"op":"ping"} trailing`, `{"op":"ping"`, ``, `{"op":"ping","id":1e999}`, `{"op":"subscribe","channel":"x","since":1e3}`,
+		`{"op":"refresh","token":"a.b.c","id":10}`, `{"op":"refresh"}`, `{"op":"refresh","token":7}`,
 		`{"op":"ping","id":01}`, `{"op":"\u0070ing","id":9}`, "{\"op\":\"ping\",\"id\":1}\x00", "\xff\xfe",
 	} {
 		f.Add([]byte(s), false)

@@ -41,6 +41,13 @@ type Config struct {
 	PresenceChannels  []string
 	PresenceJoinLeave bool
 	Notify            func(channel string, payload []byte)
+	// RefreshGrace is how long a connection whose token expired has to
+	// send a refresh before it is closed with 4001 (see refresh.go);
+	// 0 means DefaultRefreshGrace.
+	RefreshGrace time.Duration
+	// AutoPersonal subscribes every authenticated connection to its
+	// user:<id> channel on connect (see subs.go).
+	AutoPersonal bool
 }
 
 // Handler serves the push protocol. It implements session.Handler.
@@ -57,6 +64,9 @@ func New(cfg Config) *Handler {
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = 5 * time.Second
 	}
+	if cfg.RefreshGrace <= 0 {
+		cfg.RefreshGrace = DefaultRefreshGrace
+	}
 	return &Handler{cfg: cfg, anon: auth.Identity{Anonymous: true, Publish: cfg.ClientPublish}, tag: newNodeTag()}
 }
 
@@ -65,15 +75,25 @@ func New(cfg Config) *Handler {
 // it first subscribes or publishes: until then its identity is the
 // handler's anon and it holds no state, so an idle server pays nothing per
 // connection here.
+//
+// It is 128 bytes (a malloc size class), which every connection with a
+// token holds: keep it there.
 type client struct {
-	id     auth.Identity
-	subs   subSet
-	tokens float64 // publish rate limiter bucket
-	refill int64   // unix nanoseconds of the last refill
+	id   auth.Identity
+	subs subSet
+	// pubTAT is the publish rate limiter (a token bucket kept as GCRA):
+	// when its bucket is next full, in unix nanoseconds.
+	pubTAT int64
+	// deadline is when the token expires or, once asked (the server sent
+	// its refresh request), when the connection is closed without a
+	// refresh; unix nanoseconds, 0 without a token. See refresh.go.
+	deadline int64
 	// publishing is set while one publish is with the broker; later ones
 	// wait in queue, so a connection's publications keep the order it
 	// sent them in (the worker pool would otherwise race them).
 	publishing bool
+	asked      bool
+	refreshTAT uint32        // refresh rate limiter, unix seconds (refresh.go)
 	queue      *publishQueue // nil until a publish had to wait
 	member     *membership   // nil until it joins a presence channel (presence.go)
 }
@@ -99,17 +119,16 @@ func reply(s *session.Session, enc func([]byte) []byte) {
 	replyPool.Put(b)
 }
 
-func newClient(id auth.Identity, rate float64) *client {
-	// A full bucket: the first publish is always allowed.
-	return &client{id: id, tokens: max(rate, 1), refill: time.Now().UnixNano()}
-}
+// newClient starts with a full publish bucket: the first publish is always
+// allowed.
+func newClient(id auth.Identity) *client { return &client{id: id} }
 
 // clientOf returns s's push state, creating it on first need.
 func (h *Handler) clientOf(s *session.Session) *client {
 	if c, ok := s.Value.(*client); ok {
 		return c
 	}
-	c := newClient(h.anon, h.cfg.PublishRate)
+	c := newClient(h.anon)
 	s.Value = c
 	return c
 }
@@ -138,14 +157,23 @@ type pendingPublish struct {
 // Authorize checks the token (when a secret is configured) before the
 // upgrade: a missing, bad or expired token is refused with 401.
 func (h *Handler) Authorize(s *session.Session, r *codec.Request) (int, string) {
+	if status, body := negotiate(r); status != 0 {
+		return status, body
+	}
 	if h.cfg.Verifier == nil {
 		return 0, "" // anonymous: state is created when it is needed
 	}
-	id, err := h.cfg.Verifier.Verify(tokenOf(r))
+	g, err := h.cfg.Verifier.VerifyGrant(tokenOf(r))
 	if err != nil {
 		return 401, err.Error()
 	}
-	s.Value = newClient(id, h.cfg.PublishRate)
+	c := newClient(g.Identity)
+	c.deadline = g.Expires.UnixNano()
+	s.Value = c
+	if len(g.Subs) > 0 {
+		// Until OnOpen subscribes them (subs.go).
+		s.Value = &upgrading{c: c, subs: g.Subs}
+	}
 	return 0, ""
 }
 
@@ -201,8 +229,9 @@ func queryToken(q []byte) string {
 	return ""
 }
 
-// OnOpen does nothing: a client speaks first.
-func (h *Handler) OnOpen(*session.Session) {}
+// OnOpen subscribes the connection to the channels its token grants
+// (subs.go); otherwise a client speaks first.
+func (h *Handler) OnOpen(s *session.Session) { h.subscribeGranted(s) }
 
 // OnClose drops every subscription of the connection.
 func (h *Handler) OnClose(s *session.Session, _ session.CloseReason) {
@@ -248,6 +277,8 @@ func (h *Handler) OnMessage(s *session.Session, op ws.OpCode, payload []byte) {
 		h.unsubscribe(s, &req)
 	case "publish":
 		h.publish(s, &req)
+	case "refresh":
+		h.refresh(s, &req)
 	case "":
 		h.replyError(s, req.ID, CodeBadRequest, "missing op")
 	default:
@@ -442,17 +473,19 @@ func (h *Handler) startPublish(s *session.Session, c *client, p pendingPublish) 
 }
 
 // allowPublish is a token bucket: rate per second, burst of max(rate, 1).
+// It is kept as GCRA, in one field: a publish conforms when the bucket's
+// "full again" time is at most (burst-1) emission intervals away, the
+// same as a bucket holding at least one token.
 func (c *client) allowPublish(rate float64) bool {
 	if rate <= 0 {
 		return true
 	}
 	now := time.Now().UnixNano()
-	burst := max(rate, 1)
-	c.tokens = min(burst, c.tokens+rate*float64(now-c.refill)/1e9)
-	c.refill = now
-	if c.tokens < 1 {
+	interval := 1e9 / rate
+	tat := max(c.pubTAT, now)
+	if float64(tat-now) > (max(rate, 1)-1)*interval {
 		return false
 	}
-	c.tokens--
+	c.pubTAT = tat + int64(interval)
 	return true
 }

@@ -16,6 +16,8 @@ const (
 	// CodeUnknownOutcome: the broker did not confirm a publish in time; it
 	// may have been stored (a retry with the same idempotency_key is safe).
 	CodeUnknownOutcome = "unknown_outcome"
+	// CodeInvalidToken: a refresh carried a token that does not verify.
+	CodeInvalidToken = "invalid_token"
 )
 
 // request is one client frame. ID is echoed verbatim when it is a JSON
@@ -32,6 +34,8 @@ type request struct {
 	// IdempotencyKey (publish): a retry with the same key stores nothing
 	// new and acks the first offset with "duplicate":true.
 	IdempotencyKey *string `json:"idempotency_key"`
+	// Token (refresh) replaces the connection's token.
+	Token string `json:"token"`
 }
 
 // maxLast bounds a subscribe's last.

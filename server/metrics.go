@@ -31,7 +31,7 @@ func newConnCollector(eng *engine.Server) *connCollector {
 	return &connCollector{
 		eng: eng,
 		closes: prometheus.NewDesc("herald_connection_closes_total",
-			"Client connections that ended, by reason (peer, protocol_error, handshake_rejected, handshake_timeout, idle_timeout, slow_consumer, going_away, policy, close_timeout, inbound_budget, resync, disconnected; unknown for any other).",
+			"Client connections that ended, by reason (peer, protocol_error, handshake_rejected, handshake_timeout, idle_timeout, slow_consumer, going_away, policy, close_timeout, inbound_budget, resync, disconnected, token_expired; unknown for any other).",
 			[]string{"reason"}, nil),
 		codes: prometheus.NewDesc("herald_connection_close_codes_total",
 			"Client connections that ended, by the WebSocket close code the server sent or echoed (none: no close frame, e.g. an HTTP refusal or a dropped connection; other: a code a peer chose, 1010, 1013 or 3000-4999).",

@@ -72,7 +72,10 @@ type Options struct {
 	// subscribers (docs/protocol.md).
 	PresenceChannels  []string
 	PresenceJoinLeave bool
-	Logger            *slog.Logger
+	// Tokens are the client-token settings besides TokenSecret: RS256 and
+	// ES256 key files, the refresh grace, -auto-personal.
+	Tokens TokenOptions
+	Logger *slog.Logger
 }
 
 // Node is one running Herald node.
@@ -128,9 +131,9 @@ func New(o Options) (*Node, error) {
 		Conflate:           conflater(o.ConflateChannels),
 		Logger:             o.Logger,
 	})
-	var verifier *auth.Verifier
-	if o.TokenSecret != "" {
-		verifier = auth.NewVerifier(o.TokenSecret)
+	verifier, err := o.verifier(o.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("server: client tokens: %w", err)
 	}
 	n.push = push.New(push.Config{
 		Hub:                n.hub,
@@ -140,6 +143,8 @@ func New(o Options) (*Node, error) {
 		MaxChannelsPerConn: o.MaxChannelsPerConn,
 		PublishRate:        o.PublishRate,
 		PublishTimeout:     o.PublishTimeout,
+		RefreshGrace:       o.Tokens.RefreshGrace,
+		AutoPersonal:       o.Tokens.AutoPersonal,
 		PresenceChannels:   o.PresenceChannels,
 		PresenceJoinLeave:  o.PresenceJoinLeave,
 		Notify:             n.notify,

@@ -19,6 +19,7 @@ const (
 	CloseResync                                   // the server lost continuity on a channel the client subscribes to; 1012, reconnect and recover with since
 	CloseInboundBudget                            // its read would pass the server-wide inbound budget; 1008
 	CloseDisconnected                             // the server API disconnected its user (POST /api/disconnect); 4100
+	CloseTokenExpired                             // its token expired and no valid refresh came within the grace; 4001
 )
 
 var closeReasonNames = [...]string{
@@ -34,6 +35,7 @@ var closeReasonNames = [...]string{
 	CloseResync:            "resync",
 	CloseInboundBudget:     "inbound_budget",
 	CloseDisconnected:      "disconnected",
+	CloseTokenExpired:      "token_expired",
 }
 
 func (r CloseReason) String() string {
@@ -51,6 +53,10 @@ const StatusServiceRestart ws.StatusCode = 1012
 // the server API disconnected; the client should not reconnect on its own.
 const StatusDisconnected ws.StatusCode = 4100
 
+// StatusTokenExpired (4001, private use) closes a connection whose token
+// expired and was not refreshed in time: get a new token and reconnect.
+const StatusTokenExpired ws.StatusCode = 4001
+
 // code is the close code the server sends for a reason it initiates.
 func (r CloseReason) code() ws.StatusCode {
 	switch r {
@@ -62,6 +68,8 @@ func (r CloseReason) code() ws.StatusCode {
 		return StatusServiceRestart
 	case CloseDisconnected:
 		return StatusDisconnected
+	case CloseTokenExpired:
+		return StatusTokenExpired
 	}
 	return ws.StatusNormalClosure
 }

@@ -41,6 +41,10 @@
 // the session discards what the peer still sends, until the peer closes or
 // the close timeout passes.
 //
+// A handler that also implements Ticker hears OnTick from Tick for each of
+// its open sessions, so per-connection deadlines of the application ride
+// the same sweep.
+//
 // The handler hears OnClose exactly once, from OnConnClosed, after the
 // engine has dropped the connection. That can happen inside Flush: a write
 // that finds the peer gone closes the session and its caller drops the

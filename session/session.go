@@ -102,6 +102,7 @@ type Loop struct {
 	// own, one byte instead of an interface value.
 	routes     []Handler
 	routeIndex map[string]uint8
+	tickers    []Ticker // routes[i] as a Ticker, or nil
 	// gatherMsgs and gatherWrites count, since the last Gathered, the
 	// messages corked sessions gathered and the writes that sent them.
 	gatherMsgs, gatherWrites int64
@@ -131,6 +132,8 @@ func NewLoop(cfg *Config, stats *Stats, exec func(func()) error) *Loop {
 	for path, h := range cfg.Routes {
 		l.routeIndex[path] = uint8(len(l.routes))
 		l.routes = append(l.routes, h)
+		t, _ := h.(Ticker)
+		l.tickers = append(l.tickers, t)
 	}
 	return l
 }
@@ -843,6 +846,12 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 			s.Flush()
 			s.finish(CloseIdleTimeout)
 			return true
+		}
+		if t := s.ticker(); t != nil {
+			t.OnTick(s, now)
+			if s.state != StateOpen {
+				return s.state == StateClosed
+			}
 		}
 		if cfg.PingInterval > 0 && silent >= cfg.PingInterval && !s.is(pingSent) {
 			s.flags |= pingSent

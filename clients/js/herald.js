@@ -32,6 +32,12 @@
  *                 there is no token, and before any attempt that follows an
  *                 attempt that never opened (a browser cannot see the HTTP 401
  *                 of an expired token, only that the handshake failed)
+ *   refreshToken  async () => string; when the connection's token expires the
+ *                 server sends {"op":"refresh"} and closes the connection
+ *                 with 4001 unless a new token for the same user arrives
+ *                 within its -refresh-grace: the client calls refreshToken
+ *                 (or getToken when refreshToken is not given) and sends the
+ *                 result; 'refreshed' follows, or an 'error' of type 'token'
  *   minDelay      500      reconnect backoff, ms: the n-th retry waits
  *   maxDelay      15000      min(maxDelay, minDelay + random(0, minDelay * 2^n))
  *   pingInterval  20000    app-level {"op":"ping"} period in ms; 0 disables
@@ -51,6 +57,15 @@
  *   'connecting'   { code, reason }  the connection was lost; retrying
  *   'connected'    { reconnected }   reconnected is false on the first connect
  *   'disconnected' { code, reason }  after close()
+ *   'refreshed'    {}                the server accepted a refreshed token
+ *   'granted'      { subscription }  the server subscribed the connection to a
+ *                  channel its token grants (the subs claim, -auto-personal)
+ *                  and the app had no Subscription for it: attach listeners
+ *                  here. Granted subscriptions are granted again after each
+ *                  reconnect (the client does not resubscribe them; a gap in
+ *                  between is reported as 'missed'). Do not subscribe() to a
+ *                  channel the token grants: in a cluster the server may
+ *                  answer that subscribe with bad_request first.
  *   'error'        { type, error }   type: 'transport' (an attempt failed),
  *                  'token' (getToken threw), 'server' (an error reply with no
  *                  request to reject), 'protocol' (an unreadable frame)
@@ -109,6 +124,7 @@ const TEMPORARY = new Set(['unavailable', 'rate_limited']);
 const DEFAULTS = Object.freeze({
   token: '',
   getToken: null,
+  refreshToken: null,
   minDelay: 500,
   maxDelay: 15000,
   pingInterval: 20000,
@@ -376,7 +392,7 @@ export class HeraldClient extends Emitter {
       this._pingTimer = setInterval(() => this._keepalive(), this.options.pingInterval);
     }
     for (const sub of this._subs.values()) {
-      if (sub.state === SubState.Subscribing && !sub._retryTimer && !sub._inFlight) this._sendSubscribe(sub);
+      if (sub.state === SubState.Subscribing && !sub._granted && !sub._retryTimer && !sub._inFlight) this._sendSubscribe(sub);
     }
   }
 
@@ -524,9 +540,73 @@ export class HeraldClient extends Emitter {
         else p.done(null, msg);
         return;
       }
+      case 'refresh':
+        this._refresh();
+        return;
+      case 'subscribed':
+        this._onGranted(msg);
+        return;
+      case 'unsubscribed': {
+        // The server dropped a subscription (a refreshed token no longer
+        // allows it).
+        const sub = this._subs.get(msg.channel);
+        if (sub) sub._finish(msg.code, 'the server dropped the subscription');
+        return;
+      }
       default:
         // Unknown ops are ignored so that newer servers can add some.
     }
+  }
+
+  /** A subscription the token grants arrived; see the 'granted' event. */
+  _onGranted(msg) {
+    if (typeof msg.channel !== 'string' || typeof msg.offset !== 'number') return;
+    let sub = this._subs.get(msg.channel);
+    const created = !sub;
+    if (created) {
+      sub = new Subscription(this, msg.channel, {});
+      this._subs.set(msg.channel, sub);
+    }
+    sub._granted = true;
+    if (sub.state === SubState.Subscribed) return;
+    sub._setState(SubState.Subscribing);
+    if (created) this._emit('granted', { subscription: sub });
+    const since = sub.offset;
+    sub._onAck({ offset: msg.offset, recovered: since === null || since === msg.offset }, since);
+  }
+
+  /**
+   * Answers the server's refresh request with a token from refreshToken (or
+   * getToken). When none comes, the server closes with 4001; the token is
+   * then forgotten so that the reconnect asks getToken for a fresh one.
+   */
+  async _refresh() {
+    const gen = this._generation;
+    const fn = this.options.refreshToken || this.options.getToken;
+    const fail = (error) => {
+      if (this.options.getToken) this._token = '';
+      this._emit('error', { type: 'token', error });
+    };
+    if (!fn) {
+      fail(new HeraldError('token_expired', 'the token expired and no refreshToken option is set'));
+      return;
+    }
+    let token;
+    try {
+      token = await fn();
+    } catch (error) {
+      if (gen === this._generation) fail(error);
+      return;
+    }
+    if (gen !== this._generation) return; // the connection is gone meanwhile
+    try {
+      await this._request({ op: 'refresh', token: token || '' });
+    } catch (error) {
+      if (gen === this._generation) fail(error);
+      return;
+    }
+    this._token = token;
+    this._emit('refreshed', {});
   }
 
   _sendSubscribe(sub) {
@@ -584,6 +664,7 @@ export class Subscription extends Emitter {
     this._retryTimer = null;
     this._inFlight = false; // a subscribe request awaits its reply
     this._last = Number.isSafeInteger(options.last) && options.last > 0 && this.offset === null ? options.last : 0;
+    this._granted = false; // the server subscribes it on connect (see 'granted')
   }
 
   /** Resolves once subscribed; rejects if unsubscribed first or timeout ms pass. */

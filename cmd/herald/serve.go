@@ -58,6 +58,7 @@ type serveOptions struct {
 	apiOptions
 	overloadOptions
 	presenceOptions
+	tokenOptions
 }
 
 // apiOptions are the API listener's limits (docs/api.md).
@@ -116,6 +117,7 @@ func newServeFlags() (*flag.FlagSet, *serveOptions) {
 	o.apiFlags(fs)
 	o.overloadFlags(fs)
 	o.presenceFlags(fs)
+	o.tokenFlags(fs)
 	return fs, o
 }
 
@@ -210,6 +212,7 @@ func (o *serveOptions) validate(src sources) error {
 	if p, isBad := o.badPresencePattern(); isBad {
 		bad("presence-channels", "pattern %q is not a channel name, optionally ending in '*'", p)
 	}
+	o.validateTokens(bad)
 	return errors.Join(errs...)
 }
 
@@ -268,6 +271,7 @@ func (o *serveOptions) nodeOptions(log *slog.Logger) server.Options {
 		APIAddr:            o.apiAddr,
 		APIKey:             o.apiKey,
 		TokenSecret:        o.tokenSecret,
+		Tokens:             o.tokens(),
 		ClientPublish:      o.clientPublish,
 		MaxChannelsPerConn: o.maxChannelsPerConn,
 		PublishRate:        o.publishRate,
@@ -364,7 +368,7 @@ func runServe(args []string) int {
 		apiAddr = a.String()
 	}
 	log.Info("herald listening", "addr", srv.Addr().String(), "api", apiAddr, "broker", o.broker,
-		"auth", o.tokenSecret != "", "echo", o.echo, "version", versionString())
+		"auth", o.tokenAuth(), "echo", o.echo, "version", versionString())
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

@@ -83,6 +83,10 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		"HERALD_MAX_CONNS_PER_IP":        "20",
 		"HERALD_PRESENCE_CHANNELS":       "room:*,lobby",
 		"HERALD_PRESENCE_JOIN_LEAVE":     "true",
+		"HERALD_TOKEN_PUBLIC_KEY":        "/etc/herald/keys.pem",
+		"HERALD_TOKEN_JWKS":              "/etc/herald/jwks.json",
+		"HERALD_REFRESH_GRACE":           "3s",
+		"HERALD_AUTO_PERSONAL":           "true",
 	}
 	fs, _ := newServeFlags()
 	fs.VisitAll(func(f *flag.Flag) {
@@ -108,7 +112,8 @@ func TestEveryFlagReadsItsEnvironmentVariable(t *testing.T) {
 		o.natsReplicas != 3 || o.brokerTimeout != 750*time.Millisecond ||
 		o.workers != 4 || o.workQueue != 100 || o.memoryLimit != 2<<30 ||
 		o.apiOptions != (apiOptions{64 << 10, 3 * time.Second, 4 * time.Second, 5 * time.Second, 6, 7, 2 * time.Second}) ||
-		strings.Join(o.presenceChannels, "|") != "room:*|lobby" || !o.presenceJoinLeave {
+		strings.Join(o.presenceChannels, "|") != "room:*|lobby" || !o.presenceJoinLeave ||
+		o.tokenOptions != (tokenOptions{"/etc/herald/keys.pem", "/etc/herald/jwks.json", 3 * time.Second, true}) {
 		t.Fatalf("environment not applied: %+v", o)
 	}
 	if ov := o.overloadOptions; ov.inboxPublications != 100 || ov.inboxBytes != 1<<20 || ov.overloadWait != 250*time.Millisecond ||

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"crypto"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/herald-ws/herald/auth"
 )
@@ -43,6 +46,7 @@ func checkPattern(p string) error {
 func runToken(args []string) int {
 	var (
 		secret, sub, channels string
+		subs, privateKey, kid string
 		publish               bool
 		ttl                   time.Duration
 	)
@@ -52,6 +56,9 @@ func runToken(args []string) int {
 	fs.StringVar(&channels, "channels", "", "comma-separated channel patterns the token allows ('*' suffix wildcard); empty allows every public channel")
 	fs.BoolVar(&publish, "publish", false, "allow the client to publish to the channels it may subscribe to")
 	fs.DurationVar(&ttl, "ttl", time.Hour, "validity")
+	fs.StringVar(&subs, "subs", "", "comma-separated channels the connection is subscribed to on connect (the subs claim)")
+	fs.StringVar(&privateKey, "private-key", "", "PEM private key (RSA 2048+ or EC P-256) to sign RS256 or ES256 instead of HS256 with -secret")
+	fs.StringVar(&kid, "kid", "", "key id written in the token's header (with -private-key), for a server with -token-jwks")
 	if _, err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -60,8 +67,13 @@ func runToken(args []string) int {
 		return 2
 	}
 	var problems []string
-	if secret == "" {
-		problems = append(problems, "-secret is required (the server's -token-secret)")
+	switch {
+	case secret == "" && privateKey == "":
+		problems = append(problems, "-secret is required (the server's -token-secret), or -private-key")
+	case secret != "" && privateKey != "":
+		problems = append(problems, "give -secret or -private-key, not both")
+	case kid != "" && privateKey == "":
+		problems = append(problems, "-kid needs -private-key")
 	}
 	if sub == "" {
 		problems = append(problems, "-sub is required (the user id)")
@@ -80,19 +92,49 @@ func runToken(args []string) int {
 		}
 		list = append(list, c)
 	}
+	var subList []string
+	for _, c := range strings.Split(subs, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		if !auth.ValidChannel(c) {
+			problems = append(problems, fmt.Sprintf("-subs: %q is not a channel name the server accepts (1-255 bytes of [A-Za-z0-9:_.-])", c))
+			continue
+		}
+		subList = append(subList, c)
+	}
+	var signer crypto.Signer
+	if privateKey != "" {
+		b, err := os.ReadFile(privateKey)
+		if err == nil {
+			signer, err = auth.ParsePrivateKey(b)
+		}
+		if err != nil {
+			problems = append(problems, "-private-key: "+err.Error())
+		}
+	}
 	if len(problems) > 0 {
 		for _, p := range problems {
 			fmt.Fprintln(os.Stderr, "herald token:", p)
 		}
 		return 2
 	}
-	if len(secret) < minSecretLen {
+	if signer == nil && len(secret) < minSecretLen {
 		fmt.Fprintf(os.Stderr, "herald token: warning: the secret is %d bytes; use at least %d random bytes (e.g. openssl rand -base64 32), or tokens can be forged by guessing it\n", len(secret), minSecretLen)
 	}
 	if !auth.ValidChannel(auth.UserChannelPrefix + sub) {
 		fmt.Fprintf(os.Stderr, "herald token: warning: the personal channel %q is not a valid channel name (1-255 bytes of [A-Za-z0-9:_.-]), so this token cannot subscribe to it\n", auth.UserChannelPrefix+sub)
 	}
-	tok, err := auth.Mint(secret, sub, list, publish, ttl)
+	now := time.Now()
+	c := auth.Claims{Channels: list, Publish: publish, Subs: subList, RegisteredClaims: jwt.RegisteredClaims{
+		Subject: sub, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl))}}
+	var tok string
+	var err error
+	if signer != nil {
+		tok, err = auth.MintSigned(signer, kid, c)
+	} else {
+		tok, err = auth.MintClaims(secret, c)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "herald token:", err)
 		return 1

@@ -31,7 +31,9 @@ func TestTokenRefusesChannelsTheServerRefuses(t *testing.T) {
 	}{
 		{[]string{"-secret", secret, "-sub", "42", "-channels", "news,news feed"}, `herald token: -channels: "news feed" is not a channel name the server accepts (1-255 bytes of [A-Za-z0-9:_.-])`},
 		{[]string{"-secret", secret, "-sub", "42", "-channels", "sp*rt"}, `herald token: -channels: "sp*rt": '*' may only end a pattern`},
-		{[]string{"-sub", "42"}, `herald token: -secret is required (the server's -token-secret)`},
+		{[]string{"-sub", "42"}, `herald token: -secret is required (the server's -token-secret), or -private-key`},
+		{[]string{"-secret", secret, "-sub", "42", "-subs", "news,a b"}, `herald token: -subs: "a b" is not a channel name the server accepts (1-255 bytes of [A-Za-z0-9:_.-])`},
+		{[]string{"-secret", secret, "-sub", "42", "-kid", "k1"}, `herald token: -kid needs -private-key`},
 		{[]string{"-secret", secret}, `herald token: -sub is required (the user id)`},
 		{[]string{"-secret", secret, "-sub", "42", "-ttl", "0s"}, `herald token: -ttl must be more than 0, not 0s`},
 		{[]string{"-secret", secret, "-sub", "42", "-ttl", "3600"}, `herald token: -ttl: "3600" needs a unit, e.g. 3600s`},

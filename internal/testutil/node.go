@@ -36,6 +36,7 @@ type NodeOptions struct {
 	NoAPI              bool // no API listener (by default one listens on 127.0.0.1:0)
 	APIKey             string
 	TokenSecret        string
+	Tokens             server.TokenOptions // key files, refresh grace, auto-personal
 	ClientPublish      bool
 	MaxChannelsPerConn int
 	PublishRate        float64
@@ -72,6 +73,7 @@ func (o NodeOptions) ServerOptions() server.Options {
 		APIAddr:            apiAddr,
 		APIKey:             o.APIKey,
 		TokenSecret:        o.TokenSecret,
+		Tokens:             o.Tokens,
 		ClientPublish:      o.ClientPublish,
 		MaxChannelsPerConn: o.MaxChannelsPerConn,
 		PublishRate:        o.PublishRate,
