@@ -53,6 +53,7 @@ type inbox struct {
 
 	// Owned by the loop's goroutine (the drain).
 	touched []*session.Session
+	scratch []byte // writeLive's
 	passGen uint32 // counts drains, for loopSubs.drainGen
 	drainFn func()
 }
@@ -334,7 +335,7 @@ func (h *Hub) deliverTo(in *inbox, it *queued) (sent int64) {
 		if sub.sess.Cork() {
 			in.touched = append(in.touched, sub.sess)
 		}
-		writeLive(sub.sess, p, it.f)
+		in.scratch = writeLive(sub.sess, p, it.f, in.scratch)
 		sent++
 	}
 	return sent

@@ -113,16 +113,18 @@ func New(o Options) (*Node, error) {
 	if o.TokenSecret != "" {
 		verifier = auth.NewVerifier(o.TokenSecret)
 	}
+	pc := push.Config{
+		Hub:                n.hub,
+		Broker:             n.metered,
+		Verifier:           verifier,
+		ClientPublish:      o.ClientPublish,
+		MaxChannelsPerConn: o.MaxChannelsPerConn,
+		PublishRate:        o.PublishRate,
+		PublishTimeout:     o.PublishTimeout,
+	}
 	routes := map[string]session.Handler{
-		"/ws": push.New(push.Config{
-			Hub:                n.hub,
-			Broker:             n.metered,
-			Verifier:           verifier,
-			ClientPublish:      o.ClientPublish,
-			MaxChannelsPerConn: o.MaxChannelsPerConn,
-			PublishRate:        o.PublishRate,
-			PublishTimeout:     o.PublishTimeout,
-		}),
+		"/ws":  push.New(pc),
+		"/sse": push.NewSSE(pc), // Server-Sent Events, the fallback for clients that cannot upgrade
 	}
 	if o.Echo {
 		routes["/echo"] = session.Echo{}

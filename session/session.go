@@ -101,6 +101,7 @@ type Loop struct {
 	// routes are Config.Routes' handlers; a session keeps the index of its
 	// own, one byte instead of an interface value.
 	routes     []Handler
+	stream     []StreamHandler // by route: the route's StreamHandler, nil for a WebSocket route
 	routeIndex map[string]uint8
 	// gatherMsgs and gatherWrites count, since the last Gathered, the
 	// messages corked sessions gathered and the writes that sent them.
@@ -131,6 +132,8 @@ func NewLoop(cfg *Config, stats *Stats, exec func(func()) error) *Loop {
 	for path, h := range cfg.Routes {
 		l.routeIndex[path] = uint8(len(l.routes))
 		l.routes = append(l.routes, h)
+		sh, _ := h.(StreamHandler)
+		l.stream = append(l.stream, sh)
 	}
 	return l
 }
@@ -284,6 +287,9 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 		s.shutdownWrite()
 		return false
 	}
+	if s.state != StateHandshake && s.Stream() {
+		return s.streamTraffic(in)
+	}
 	// The handshake timeout runs from accept, not from the last byte, or
 	// a client trickling its upgrade would never time out (slowloris).
 	if s.state == StateOpen {
@@ -305,9 +311,12 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 			return false // request incomplete; leave it buffered
 		}
 		consumed = n
+		if s.Stream() {
+			consumed = len(in) // a stream session reads nothing after its request
+		}
 	}
 	var messages int64
-	for s.state == StateOpen || s.state == StateClosing {
+	for (s.state == StateOpen || s.state == StateClosing) && !s.Stream() {
 		ev, n, err := s.dec.Next(in[consumed:])
 		consumed += n
 		if err != nil {
@@ -424,6 +433,10 @@ func (s *Session) upgrade(in []byte, scanned int) int {
 		s.reject(404, "")
 		return n
 	}
+	if sh := s.loop.stream[route]; sh != nil {
+		s.openStream(req, route, sh)
+		return n
+	}
 	h := s.loop.routes[route]
 	if err := req.Check(); err != nil {
 		s.reject(statusOf(err), "")
@@ -507,6 +520,10 @@ func (s *Session) linger(r CloseReason) {
 // closes or the close timeout passes. It serves the slow consumer, whose
 // close frame would otherwise wait behind the megabytes it cannot read.
 func (s *Session) closeNow(r CloseReason, code ws.StatusCode, text string) {
+	if s.Stream() {
+		s.closeStream(r, true)
+		return
+	}
 	switch s.state {
 	case StateClosing:
 		s.linger(r) // our close frame is already out; stop reading
@@ -652,6 +669,7 @@ func (s *Session) gatherRoom(n int) *backlog {
 	if bl == nil {
 		bl = backlogPool.Get().(*backlog)
 		bl.gathering = true
+		bl.stream = s.Stream()
 		s.backlog = bl
 		return bl
 	}
@@ -694,7 +712,7 @@ func (s *Session) writeGathered(bl *backlog) (ok bool) {
 		return true
 	}
 	bl.gathering = false
-	bl.partial = unitEnd(bl.b, 0, n) - n
+	bl.partial = bl.unitEnd(bl.b, 0, n) - n
 	bl.off = n
 	return s.wait()
 }
@@ -704,6 +722,10 @@ func (s *Session) writeGathered(bl *backlog) (ok bool) {
 // the close timeout. The caller flushes.
 func (s *Session) Close(r CloseReason, reason string) {
 	if s.state != StateOpen {
+		return
+	}
+	if s.Stream() {
+		s.closeStream(r, false)
 		return
 	}
 	s.reason = r
@@ -767,7 +789,8 @@ func (s *Session) write() (ok bool) {
 		return true
 	}
 	bl := backlogPool.Get().(*backlog)
-	bl.partial = unitEnd(l.out, l.httpEnd, n) - n
+	bl.stream = s.Stream()
+	bl.partial = bl.unitEnd(l.out, l.httpEnd, n) - n
 	bl.push(l.out[n:])
 	s.backlog = bl
 	return s.wait()
@@ -797,6 +820,9 @@ func (s *Session) OnWritable() (drop bool) {
 	if err != nil {
 		s.finish(ClosePeer)
 		return true
+	}
+	if n > 0 && bl.stream {
+		s.flags &^= pingSent // the socket drains: not stalled (see streamTick)
 	}
 	if bl.advance(n) {
 		s.releaseBacklog()
@@ -836,6 +862,9 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 			return true
 		}
 	case StateOpen:
+		if h := s.streamHandler(); h != nil {
+			return s.streamTick(now, h)
+		}
 		if cfg.IdleTimeout > 0 && silent >= cfg.IdleTimeout {
 			s.loop.Stats.IdleTimeouts.Add(1)
 			s.reason = CloseIdleTimeout
