@@ -21,6 +21,15 @@ type EventStream interface {
 	AppendEventID(dst []byte, channel string, offset uint64) (out []byte, own bool)
 }
 
+// Collector is implemented by the Value of a stream session that gathers
+// publications into one answer (a long poll) rather than receiving each as
+// it comes.
+type Collector interface {
+	// Collect records the message JSON (as on /ws) of channel's
+	// publication at offset; json is valid only during the call.
+	Collect(s *session.Session, channel string, offset uint64, json []byte)
+}
+
 // AppendEventData appends data as the data lines of an event and the blank
 // line that ends it. A CR or LF in data (JSON whitespace: a JSON string
 // holds neither raw) starts a new data line, so the client's reassembled

@@ -9,14 +9,19 @@ import (
 
 // writeLive queues live publication p, encoded once as f, on s's output.
 // It is the one place that picks the bytes a kind of session gets for a
-// publication: a WebSocket frame (compressed or not), or for a stream
+// publication: a WebSocket frame (compressed or not); for a stream
 // session the Server-Sent Event, shared too unless the session's events
 // carry an id of their own (several channels), which is then written into
-// buf, scratch space the caller reuses; the grown buffer is returned. The
+// buf, scratch space the caller reuses (the grown buffer is returned); or
+// for a long poll (a Collector) the message JSON, which it gathers. The
 // caller flushes.
 func writeLive(s *session.Session, p broker.Publication, f *sharedFrame, buf []byte) []byte {
 	if !s.Stream() {
 		s.SendFrame(f.frameFor(s.Deflate(), s.DeflateWindowBits()))
+		return buf
+	}
+	if c, ok := s.Value.(Collector); ok {
+		c.Collect(s, p.Channel, p.Offset, f.json)
 		return buf
 	}
 	ev, tail := f.event(p)
@@ -38,6 +43,10 @@ func writeReplayed(s *session.Session, p broker.Publication, buf []byte) []byte 
 	buf = AppendMessageJSON(buf[:0], p)
 	if !s.Stream() {
 		s.Send(ws.OpText, buf)
+		return buf
+	}
+	if c, ok := s.Value.(Collector); ok {
+		c.Collect(s, p.Channel, p.Offset, buf)
 		return buf
 	}
 	n := len(buf)

@@ -97,15 +97,27 @@ var errBadPosition = errors.New("Last-Event-ID or since must be <channel>:<offse
 // Authorize checks the token, the channels and the positions; the stream
 // opens only if all of them pass.
 func (h *SSE) Authorize(s *session.Session, r *codec.Request) (int, string) {
-	id := h.anon
-	if h.cfg.Verifier != nil {
-		v, err := h.cfg.Verifier.Verify(tokenOf(r))
+	c := &sseClient{}
+	if status, body := parseStream(&h.cfg, h.anon, r, c); status != 0 {
+		return status, body
+	}
+	s.Value = c
+	return 0, ""
+}
+
+// parseStream reads what /sse and /poll share: the token (checked as on
+// /ws), the channels (valid, allowed, at most -max-channels-per-conn) and
+// the positions (Last-Event-ID, else ?since=). A non-zero status refuses
+// the request with body.
+func parseStream(cfg *Config, anon auth.Identity, r *codec.Request, c *sseClient) (status int, body string) {
+	id := anon
+	if cfg.Verifier != nil {
+		v, err := cfg.Verifier.Verify(tokenOf(r))
 		if err != nil {
 			return 401, err.Error()
 		}
 		id = v
 	}
-	c := &sseClient{}
 	var since string
 	for q := r.RawQuery; len(q) > 0; {
 		var pair []byte
@@ -117,10 +129,8 @@ func (h *SSE) Authorize(s *session.Session, r *codec.Request) (int, string) {
 			if err != nil || !auth.ValidChannel(name) {
 				return 400, "channel must be 1-255 bytes of [A-Za-z0-9:_.-]"
 			}
-			for i := range c.chans {
-				if c.chans[i].name == name {
-					return 400, "channel " + name + " named twice"
-				}
+			if c.find(name) != nil {
+				return 400, "channel " + name + " named twice"
 			}
 			if !id.CanSubscribe(name) {
 				return 403, "not allowed on channel " + name
@@ -137,7 +147,7 @@ func (h *SSE) Authorize(s *session.Session, r *codec.Request) (int, string) {
 	if len(c.chans) == 0 {
 		return 400, "name at least one channel (?channel=)"
 	}
-	if max := h.cfg.MaxChannelsPerConn; max > 0 && len(c.chans) > max {
+	if max := cfg.MaxChannelsPerConn; max > 0 && len(c.chans) > max {
 		return 400, fmt.Sprintf("at most %d channels per connection", max)
 	}
 	if len(r.LastEventID) > 0 {
@@ -148,7 +158,6 @@ func (h *SSE) Authorize(s *session.Session, r *codec.Request) (int, string) {
 			return 400, err.Error()
 		}
 	}
-	s.Value = c
 	return 0, ""
 }
 
@@ -186,12 +195,19 @@ func (c *sseClient) setPositions(v string) error {
 // session admitted, and a retry hint so that browsers reconnect quickly.
 func (h *SSE) AppendHead(dst []byte, _ *session.Session, r *codec.Request) []byte {
 	dst = append(dst, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"...)
-	if len(r.Origin) > 0 {
-		dst = append(dst, "Access-Control-Allow-Origin: "...)
-		dst = append(dst, r.Origin...)
-		dst = append(dst, "\r\nVary: Origin\r\n"...)
-	}
+	dst = appendCORS(dst, string(r.Origin))
 	return append(dst, "\r\nretry: 1000\n\n"...)
+}
+
+// appendCORS lets the page at origin read the response: the session
+// admitted the origin already (-allowed-origins), so it is echoed.
+func appendCORS(dst []byte, origin string) []byte {
+	if origin == "" {
+		return dst
+	}
+	dst = append(dst, "Access-Control-Allow-Origin: "...)
+	dst = append(dst, origin...)
+	return append(dst, "\r\nVary: Origin\r\n"...)
 }
 
 // sseHeartbeat is an SSE comment: clients ignore it, proxies see traffic.

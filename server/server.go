@@ -123,8 +123,9 @@ func New(o Options) (*Node, error) {
 		PublishTimeout:     o.PublishTimeout,
 	}
 	routes := map[string]session.Handler{
-		"/ws":  push.New(pc),
-		"/sse": push.NewSSE(pc), // Server-Sent Events, the fallback for clients that cannot upgrade
+		"/ws":   push.New(pc),
+		"/sse":  push.NewSSE(pc), // Server-Sent Events and long polling, for clients that cannot upgrade
+		"/poll": push.NewPoll(pc),
 	}
 	if o.Echo {
 		routes["/echo"] = session.Echo{}

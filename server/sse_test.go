@@ -328,8 +328,8 @@ func TestSSESlowConsumerIsClosed(t *testing.T) {
 	stuck := testutil.OpenSSE(t, n, "/sse?channel=big", nil)
 	reader := testutil.OpenSSE(t, n, "/sse?channel=big", nil)
 	expectSubscribed(t, reader, "big")
-	payload := `"` + strings.Repeat("x", 32<<10) + `"`
-	const total = 400 // 12.8 MB: far past any socket buffer plus the limit
+	payload := `"` + strings.Repeat("x", 64<<10) + `"`
+	const total = 160 // 10 MB: far past the socket buffers plus the limit
 	read := make(chan []uint64, 1)
 	go func() { read <- readOffsets(reader, total) }()
 	var offs []uint64

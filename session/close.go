@@ -18,6 +18,7 @@ const (
 	CloseTimeout                                  // the peer never answered our close frame
 	CloseResync                                   // the server lost continuity on a channel the client subscribes to; 1012, reconnect and recover with since
 	CloseInboundBudget                            // its read would pass the server-wide inbound budget; 1008
+	CloseKeepAlive                                // kept open after a long poll's answer, no next request within the handshake timeout; closed without a response
 )
 
 var closeReasonNames = [...]string{
@@ -32,6 +33,7 @@ var closeReasonNames = [...]string{
 	CloseTimeout:           "close_timeout",
 	CloseResync:            "resync",
 	CloseInboundBudget:     "inbound_budget",
+	CloseKeepAlive:         "keepalive_timeout",
 }
 
 func (r CloseReason) String() string {

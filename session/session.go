@@ -451,6 +451,7 @@ func (s *Session) upgrade(in []byte, scanned int) int {
 		s.reject(status, body)
 		return n
 	}
+	s.reason = 0 // a kept-alive connection (see EndStream) upgrading
 	s.dec.Compression = cfg.Compression && req.Deflate
 	s.setWindow(req.DeflateWindowBits())
 	s.loop.out = codec.AppendAccept(s.loop.out, req, s.dec.Compression)
@@ -852,6 +853,10 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 	silent := time.Duration(now.UnixNano() - s.lastSeen)
 	switch s.state {
 	case StateHandshake:
+		if cfg.HandshakeTimeout > 0 && silent >= cfg.HandshakeTimeout && s.reason == CloseKeepAlive && s.leftover == 0 {
+			s.state = StateClosed
+			return true
+		}
 		if cfg.HandshakeTimeout > 0 && silent >= cfg.HandshakeTimeout {
 			s.loop.Stats.HandshakeTimeouts.Add(1)
 			s.loop.out = codec.AppendHTTPError(s.loop.out, 408, "")
@@ -898,6 +903,9 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 // pooled buffers and, if the session was ever open, tells the handler,
 // once.
 func (s *Session) OnConnClosed() {
+	if s.state == StateHandshake && s.reason == CloseKeepAlive {
+		s.reason = 0 // the peer hung up a kept-alive connection
+	}
 	s.finish(ClosePeer)
 	if bl := s.backlog; bl != nil {
 		n, _ := s.writeConn(bl.b[bl.off:])

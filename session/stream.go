@@ -29,9 +29,38 @@ type StreamHandler interface {
 	// r is valid only during the call.
 	AppendHead(dst []byte, s *Session, r *codec.Request) []byte
 	// Heartbeat is what the session writes every ping interval to keep
-	// proxies from timing out an idle stream (an SSE comment). It must
-	// not change.
+	// proxies from timing out an idle stream (an SSE comment); nil for
+	// none. It must not change.
 	Heartbeat() []byte
+}
+
+// StreamTicker is implemented by a StreamHandler with deadlines of its own
+// (a long poll's timeout): the engine's periodic sweep calls TickStream
+// for each of its open sessions, so no request needs a timer.
+type StreamTicker interface {
+	TickStream(s *Session, now time.Time)
+}
+
+// EndStream ends a stream session's response (its handler wrote all of
+// it, with a length): the connection stays open and waits for its next
+// request, as a new connection does, under the handshake timeout (HTTP/1.1
+// keep-alive). The handler hears no OnClose for the ended response and
+// must have released its state; Value is cleared. What the kernel has not
+// taken yet still goes out first. A no-op unless s is an open stream
+// session.
+func (s *Session) EndStream() {
+	if s.state != StateOpen || !s.Stream() {
+		return
+	}
+	s.state = StateHandshake
+	s.route = 0
+	s.flags &^= opened | pingSent
+	s.Value = nil
+	s.lastSeen = time.Now().UnixNano()
+	// Marks the wait for the next request (see Tick): the connection is
+	// then closed without the 408 a client would read as the answer to a
+	// request it sent just then, and which it would not retry.
+	s.reason = CloseKeepAlive
 }
 
 // Stream reports whether s is a stream session (its route has a
@@ -65,6 +94,7 @@ func (s *Session) openStream(req *codec.Request, route uint8, h StreamHandler) {
 		s.reject(status, body)
 		return
 	}
+	s.reason = 0 // no longer waiting on a kept-alive connection
 	s.loop.out = h.AppendHead(s.loop.out, s, req)
 	s.loop.httpEnd = len(s.loop.out)
 	s.state = StateOpen
@@ -89,6 +119,12 @@ func (s *Session) streamTraffic(in []byte) (drop bool) {
 // lastSeen is instead when the socket last took bytes.
 func (s *Session) streamTick(now time.Time, h StreamHandler) (drop bool) {
 	cfg := s.loop.Config
+	if t, ok := h.(StreamTicker); ok {
+		t.TickStream(s, now)
+		if s.state != StateOpen {
+			return s.state == StateClosed
+		}
+	}
 	if s.Behind() {
 		if !s.is(pingSent) {
 			s.flags |= pingSent
@@ -106,9 +142,9 @@ func (s *Session) streamTick(now time.Time, h StreamHandler) (drop bool) {
 		s.flags &^= pingSent
 		s.lastSeen = now.UnixNano()
 	}
-	if cfg.PingInterval > 0 && time.Duration(now.UnixNano()-s.lastSeen) >= cfg.PingInterval {
+	if beat := h.Heartbeat(); len(beat) > 0 && cfg.PingInterval > 0 && time.Duration(now.UnixNano()-s.lastSeen) >= cfg.PingInterval {
 		s.lastSeen = now.UnixNano()
-		s.loop.out = append(s.loop.out, h.Heartbeat()...)
+		s.loop.out = append(s.loop.out, beat...)
 		return !s.Flush()
 	}
 	return false
