@@ -31,7 +31,8 @@ import (
 // Each subscription is acknowledged by an event "subscribed" whose data is
 // {"op":"ack","channel":..,"offset":..} (with "recovered" when a position
 // was given; false: publications were missed), and a failed subscribe by an
-// event "error" with the /ws error JSON plus the channel.
+// event "subscribe_error" with the /ws error JSON plus the channel (not
+// "error", which an EventSource also fires for its own failures).
 //
 // Token and permissions are those of /ws: a missing or bad token is 401, a
 // channel the token does not allow 403, a malformed request 400.
@@ -240,7 +241,7 @@ func (h *SSE) OnOpen(s *session.Session) {
 	}
 }
 
-// ack sends a channel's "subscribed" or "error" event.
+// ack sends a channel's "subscribed" or "subscribe_error" event.
 func (h *SSE) ack(s *session.Session, c *sseClient, name string, since *uint64, res hub.SubscribeResult) {
 	ch := c.find(name)
 	if ch == nil {
@@ -257,7 +258,7 @@ func (h *SSE) ack(s *session.Session, c *sseClient, name string, since *uint64, 
 		j := appendError(nil, nil, code, "subscribe failed: "+res.Err.Error())
 		j = append(append(j[:len(j)-1], `,"channel":"`...), name...)
 		j = append(j, `"}`...)
-		b.B = append(b.B[:0], "event: error\n"...)
+		b.B = append(b.B[:0], "event: subscribe_error\n"...)
 		b.B = hub.AppendEventData(b.B, j)
 		s.SendFrame(b.B)
 		return
