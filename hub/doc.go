@@ -3,7 +3,11 @@
 // reaches them.
 //
 // A publication is encoded into a WebSocket frame once (and compressed once,
-// when any session negotiated permessage-deflate). The hub then hands one
+// when any session negotiated permessage-deflate; and as a Server-Sent
+// Event once, when a stream session receives it). transport.go is the one
+// place that picks a session's bytes: the frame, the event (a stream of
+// several channels gets its own id line, hub.EventStream), or for a long
+// poll the message JSON handed to its hub.Collector. The hub then hands one
 // task to each event loop that has subscribers of the channel; the task runs
 // on that loop and writes the same frame to each of the loop's subscribers.
 // Nothing is allocated per subscriber, and no lock is taken per subscriber:

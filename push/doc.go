@@ -18,6 +18,15 @@
 // query, found pair by pair so that a malformed unrelated pair (a=%zz, a
 // lone ';') never hides it; only its value is percent-decoded.
 //
+// SSE (sse.go) and Poll (poll.go) serve the same channels without
+// WebSocket, as session.StreamHandlers on the same loops: /sse a
+// Server-Sent Events stream whose event ids carry the client's position
+// on every channel (hub.EventStream), /poll long polls that gather
+// publications (hub.Collector) and answer with them, held until one
+// arrives or the engine's sweep finds the timeout passed. Both read the
+// token, permissions and positions alike and subscribe through the hub
+// with since, so recovery is the same as /ws's; both are receive-only.
+//
 // Every Handler method runs on the connection's event loop. Work that may
 // block (a broker publish) goes to the hub's worker pool and its reply comes
 // back to the loop through session.Loop.Exec.
