@@ -313,6 +313,9 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 		consumed = n
 		if s.Stream() {
 			consumed = len(in) // a stream session reads nothing after its request
+			if s.state == StateOpen {
+				s.lastSeen = now.UnixNano() // its heartbeat clock starts
+			}
 		}
 	}
 	var messages int64

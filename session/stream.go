@@ -98,7 +98,6 @@ func (s *Session) openStream(req *codec.Request, route uint8, h StreamHandler) {
 	s.loop.out = h.AppendHead(s.loop.out, s, req)
 	s.loop.httpEnd = len(s.loop.out)
 	s.state = StateOpen
-	s.lastSeen = time.Now().UnixNano()
 	h.OnOpen(s)
 }
 
