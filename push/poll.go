@@ -129,6 +129,7 @@ func (h *Poll) OnOpen(s *session.Session) {
 		})
 		if sub != nil && !sub.Removed() {
 			ch.sub = sub
+			ch.name = sub.Channel() // the hub's copy: the request's goes
 		}
 	}
 }

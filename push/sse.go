@@ -47,9 +47,12 @@ func NewSSE(cfg Config) *SSE {
 	return &SSE{cfg: cfg, anon: auth.Identity{Anonymous: true}}
 }
 
-// sseClient is one stream's state, in session.Value; its loop only.
+// sseClient is one stream's state, in session.Value; its loop only. An
+// idle server holds one per stream, so the first channel lives inside it
+// (most streams have one): one allocation, not two.
 type sseClient struct {
 	chans []sseChan
+	one   [1]sseChan
 }
 
 // sseChan is one channel of a stream and the client's position on it.
@@ -135,6 +138,9 @@ func parseStream(cfg *Config, anon auth.Identity, r *codec.Request, c *sseClient
 			}
 			if !id.CanSubscribe(name) {
 				return 403, "not allowed on channel " + name
+			}
+			if c.chans == nil {
+				c.chans = c.one[:0]
 			}
 			c.chans = append(c.chans, sseChan{name: name})
 		case "since":
@@ -237,6 +243,7 @@ func (h *SSE) OnOpen(s *session.Session) {
 		})
 		if sub != nil && !sub.Removed() {
 			ch.sub = sub
+			ch.name = sub.Channel() // the hub's copy: the request's goes
 		}
 	}
 }
