@@ -1,11 +1,13 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -417,5 +419,47 @@ func waitSubscriptions(t testing.TB, n *server.Node, want int64) {
 			t.Fatalf("%d subscriptions, want %d", n.Hub().Stats().Subscriptions, want)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A CORS preflight for /sse or /poll from an allowed origin is answered
+// 204 with the headers a page may send, and the connection then serves
+// the GET; a foreign origin gets 403.
+func TestStreamPreflight(t *testing.T) {
+	t.Parallel()
+	n := testutil.StartNode(t, testutil.NodeOptions{Options: testutil.Options{AllowedOrigins: []string{"https://app.example"}}})
+	for _, path := range []string{"/sse", "/poll"} {
+		c, err := net.Dial("tcp", n.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		fmt.Fprintf(c, "OPTIONS %s?channel=a HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\nAccess-Control-Request-Headers: authorization\r\n\r\n", path)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
+			!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+			t.Fatalf("%s preflight: %d %v", path, resp.StatusCode, resp.Header)
+		}
+		fmt.Fprintf(c, "GET %s?channel=a&timeout=0 HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n\r\n", path)
+		if resp, err = http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s after the preflight: %v %v", path, resp, err)
+		}
+	}
+	c, err := net.Dial("tcp", n.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "OPTIONS /sse?channel=a HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 403 {
+		t.Fatalf("foreign preflight: %v %v", resp, err)
+	}
+	if st, _ := testutil.Upgrade(t, n, "/ws", nil); st != 101 {
+		t.Fatalf("/ws upgrade still works: %d", st)
 	}
 }

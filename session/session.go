@@ -427,6 +427,12 @@ func (s *Session) upgrade(in []byte, scanned int) int {
 	if n == 0 {
 		return 0
 	}
+	if bytes.Equal(req.Method, []byte("OPTIONS")) {
+		if route, ok := s.loop.routeIndex[string(req.Path)]; ok && s.loop.stream[route] != nil {
+			s.preflight(req)
+			return n
+		}
+	}
 	if !bytes.Equal(req.Method, []byte("GET")) {
 		s.reject(405, "")
 		return n

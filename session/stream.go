@@ -101,6 +101,27 @@ func (s *Session) openStream(req *codec.Request, route uint8, h StreamHandler) {
 	h.OnOpen(s)
 }
 
+// preflight answers a CORS preflight (OPTIONS) for a stream route: a page
+// of an allowed origin may send Authorization and Last-Event-ID with its
+// GET. The connection then waits for that GET, as after EndStream.
+func (s *Session) preflight(req *codec.Request) {
+	if !originAllowed(s.loop.Config.AllowedOrigins, req.Origin) {
+		s.reject(403, "origin not allowed")
+		return
+	}
+	out := append(s.loop.out, "HTTP/1.1 204 No Content\r\n"...)
+	if len(req.Origin) > 0 {
+		out = append(out, "Access-Control-Allow-Origin: "...)
+		out = append(out, req.Origin...)
+		out = append(out, "\r\nVary: Origin\r\n"...)
+	}
+	out = append(out, "Access-Control-Allow-Methods: GET\r\nAccess-Control-Allow-Headers: Authorization, Last-Event-ID\r\nAccess-Control-Max-Age: 600\r\n\r\n"...)
+	s.loop.out = out
+	s.loop.httpEnd = len(out)
+	s.reason = CloseKeepAlive
+	s.lastSeen = time.Now().UnixNano()
+}
+
 // streamTraffic discards what a stream session's peer sends once the
 // request is read.
 func (s *Session) streamTraffic(in []byte) (drop bool) {
