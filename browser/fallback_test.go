@@ -46,6 +46,8 @@ func TestDemoFallsBackBehindAProxyWithoutUpgrade(t *testing.T) {
 			if tc.transports != "" {
 				q.Set("transports", tc.transports)
 			}
+			// Held polls of 2 s, a dead one noticed after 2 s + 10 s.
+			q.Set("pollTimeout", "2000")
 			p.navigate("http://" + px.Addr + "/demo/?" + q.Encode())
 			p.waitFor("connected over "+tc.want, connected+" && "+transportIs(tc.want))
 			if tc.transports == "" {

@@ -184,7 +184,7 @@ func TestOperatorMetrics(t *testing.T) {
 		reasons = append(reasons, m.GetLabel()[0].GetValue())
 	}
 	sort.Strings(reasons)
-	if got := strings.Join(reasons, ","); got != "close_timeout,going_away,handshake_rejected,handshake_timeout,idle_timeout,inbound_budget,peer,policy,protocol_error,resync,slow_consumer" {
+	if got := strings.Join(reasons, ","); got != "close_timeout,going_away,handshake_rejected,handshake_timeout,idle_timeout,inbound_budget,keepalive_timeout,peer,policy,protocol_error,resync,slow_consumer" {
 		t.Errorf("close reasons exported: %s", got)
 	}
 

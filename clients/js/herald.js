@@ -47,7 +47,9 @@
  *                          that strips Upgrade, a network that blocks it)
  *   sseURL, pollURL  the /sse and /poll endpoints; default: url with
  *                 http(s) for ws(s) and the last path segment replaced
- *   pollTimeout   25000    how long the server may hold a poll, ms
+ *   pollTimeout   25000    how long the server may hold a poll, ms; a poll
+ *                          not answered within it plus `timeout` is a dead
+ *                          connection: reconnect
  *   EventSource, fetch  globalThis's; others for other runtimes
  *
  * Transports. WebSocket comes first; when fallbackAfter attempts in a row
@@ -666,14 +668,20 @@ export class HeraldClient extends Emitter {
       u.searchParams.set('timeout', first ? '0' : `${Math.round(this.options.pollTimeout / 1000)}s`);
       const ctrl = new AbortController();
       this._stream = { close: () => ctrl.abort() };
+      // A poll the server should have answered by now is a dead path
+      // (a proxy or network that swallows it), as a missing pong is.
+      const hold = first ? 0 : this.options.pollTimeout;
+      const deadline = setTimeout(() => ctrl.abort(), hold + this.options.timeout);
       let answer;
       try {
         const res = await this.options.fetch(u.href, { signal: ctrl.signal, cache: 'no-store' });
         if (!res.ok) throw new HeraldError('transport', `poll answered HTTP ${res.status}`);
         answer = await res.json();
       } catch (err) {
-        if (live()) this._lose(4000, err.message || 'poll failed');
+        if (live()) this._lose(4000, ctrl.signal.aborted ? 'poll not answered in time' : err.message || 'poll failed');
         return;
+      } finally {
+        clearTimeout(deadline);
       }
       if (!live()) return;
       const since = answer.since || {};

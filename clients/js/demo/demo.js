@@ -41,7 +41,7 @@ function showError(text) {
 const options = {};
 if (params.has('token')) options.token = params.get('token');
 if (params.has('transports')) options.transports = params.get('transports').split(',');
-for (const name of ['minDelay', 'maxDelay', 'pingInterval', 'pongTimeout', 'fallbackAfter']) {
+for (const name of ['minDelay', 'maxDelay', 'pingInterval', 'pongTimeout', 'fallbackAfter', 'pollTimeout']) {
   const v = numberParam(name);
   if (Number.isFinite(v) && v > 0) options[name] = v;
 }
