@@ -47,7 +47,7 @@ soak:
 
 node-deps:
 	@if command -v npm >/dev/null 2>&1; then \
-		[ -d interop/node/node_modules ] || npm ci --prefix interop/node --no-audit --no-fund --loglevel=error; \
+		[ -d interop/node/node_modules/eventsource ] || npm ci --prefix interop/node --no-audit --no-fund --loglevel=error; \
 	else echo "npm not found: the Node interop test will skip (CI requires it)"; fi
 
 # Allocation tests (testing.AllocsPerRun) skip under -race, whose

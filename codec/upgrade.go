@@ -40,6 +40,9 @@ type Request struct {
 	// checked to be lists of tokens (see OffersProtocol).
 	protocols  [maxProtocolLines][]byte
 	nProtocols uint8
+	// LastEventID is the raw Last-Event-ID header value, which an
+	// EventSource sends when it reconnects (Server-Sent Events).
+	LastEventID []byte
 
 	seen              fieldSet // singleton fields met so far
 	upgradeWebSocket  bool     // Upgrade header lists "websocket"
@@ -80,6 +83,7 @@ const (
 	fieldOrigin
 	fieldAuthorization
 	fieldContentLength
+	fieldLastEventID
 )
 
 // ParseRequest parses the HTTP/1.1 request header block at the start of in.
@@ -102,7 +106,7 @@ const (
 //     the colon, obs-fold and empty names are 400), a value whose leading
 //     and trailing OWS is trimmed and which holds no CTL but HTAB.
 //   - Host, Sec-WebSocket-Key, Sec-WebSocket-Version, Origin,
-//     Authorization and Content-Length may appear once; a repeat is 400.
+//     Authorization, Content-Length and Last-Event-ID may appear once; a repeat is 400.
 //     Connection, Upgrade, Sec-WebSocket-Protocol and
 //     Sec-WebSocket-Extensions are lists, read as the comma-separated
 //     concatenation of every line that carries them.
@@ -219,6 +223,11 @@ func (r *Request) parseField(line []byte, opt ParseOptions) error {
 			return ErrMalformedRequest
 		}
 		r.Host = v
+	case equalFold(k, "Last-Event-ID"):
+		if !r.once(fieldLastEventID) {
+			return ErrDuplicateField
+		}
+		r.LastEventID = v
 	case equalFold(k, "Upgrade"):
 		ok, found := scanList(v, "websocket", isProtocol)
 		if !ok {

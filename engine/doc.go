@@ -20,5 +20,7 @@
 //
 // Shutdown spreads the close 1001s evenly over the grace: of the n
 // sessions open when it starts, session i gets its close at about
-// i*grace/n. Each close is logged at debug level with its reason and code.
+// i*grace/n (a stream session, SSE, gets a FIN instead; the sweep also
+// runs stream sessions' deadlines: heartbeats, long polls' timeouts).
+// Each close is logged at debug level with its reason and code.
 package engine

@@ -4,9 +4,13 @@
 //
 // A publication is encoded into a WebSocket frame once; it is compressed
 // only when a subscriber negotiated permessage-deflate, lazily, once per
-// window size (frame.go). The hub then queues it once in the inbox of each
-// event loop that has subscribers of the channel (inbox.go) and schedules
-// one drain per loop. A drain takes everything queued so far and, for
+// window size (frame.go), and encoded as a Server-Sent Event once, when a
+// stream session receives it. transport.go is the one place that picks a
+// session's bytes: the frame, the event (a stream of several channels gets
+// its own id line, hub.EventStream), or for a long poll the message JSON
+// handed to its hub.Collector. The hub then queues the publication once in
+// the inbox of each event loop that has subscribers of the channel
+// (inbox.go) and schedules one drain per loop. A drain takes everything queued so far and, for
 // each publication in arrival order, appends it to each of the loop's
 // subscribers while their sessions are corked (session.Cork): every
 // subscriber gets one write for the whole batch, not one per publication.

@@ -25,9 +25,14 @@ type sharedFrame struct {
 	compress bool // compression is on and the message is long enough
 	deflated []byte
 	byWindow [codec.MaxWindowBits - 8][]byte
+	// sse is the publication as a Server-Sent Event, for stream sessions,
+	// built on first use like the compressed variants; its id line ends
+	// at sseTail.
+	sse     []byte
+	sseTail int
 	// ready has bit w-8 set once the variant for window w is built (bit 7:
-	// deflated), so that after the first subscriber the others read it
-	// without taking mu.
+	// deflated; readySSE: sse), so that after the first subscriber the
+	// others read it without taking mu.
 	ready atomic.Uint32
 	refs  atomic.Int32
 }
@@ -90,13 +95,33 @@ func (f *sharedFrame) frameFor(deflate bool, windowBits int) []byte {
 	return f.byWindow[w-8]
 }
 
+// readySSE is ready's bit for the event variant.
+const readySSE = 1 << 8
+
+// event returns the publication as a Server-Sent Event (see
+// appendEventHead), building it on first use, and where its id line ends.
+// Safe for concurrent use by the loops sharing f.
+func (f *sharedFrame) event(p broker.Publication) ([]byte, int) {
+	if f.ready.Load()&readySSE == 0 {
+		f.mu.Lock()
+		if f.ready.Load()&readySSE == 0 {
+			f.sse = appendEventHead(f.sse[:0], nil, p)
+			f.sseTail = len(f.sse) - len("event: message\n")
+			f.sse = AppendEventData(f.sse, f.json)
+			f.ready.Or(readySSE)
+		}
+		f.mu.Unlock()
+	}
+	return f.sse, f.sseTail
+}
+
 func (f *sharedFrame) release() {
 	if f.refs.Add(-1) == 0 {
 		if cap(f.plain) > 64<<10 {
-			f.plain, f.deflated, f.json = nil, nil, nil // do not pool huge buffers
+			f.plain, f.deflated, f.json, f.sse = nil, nil, nil, nil // do not pool huge buffers
 			f.byWindow = [codec.MaxWindowBits - 8][]byte{}
 		}
-		f.deflated = f.deflated[:0]
+		f.deflated, f.sse = f.deflated[:0], f.sse[:0]
 		f.ready.Store(0)
 		for i := range f.byWindow {
 			f.byWindow[i] = f.byWindow[i][:0]

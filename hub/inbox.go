@@ -63,6 +63,7 @@ type inbox struct {
 	touched  []*session.Session
 	gathered int                    // bytes queued on touched sessions since they were corked
 	seen     map[*loopSubs]struct{} // the conflation pass's channels seen, emptied after it
+	scratch  []byte                 // writeLive's
 	drainFn  func()
 }
 
@@ -363,7 +364,7 @@ func (h *Hub) deliverTo(in *inbox, it *queued) (sent int64) {
 		if sub.sess.Cork() {
 			in.touched = append(in.touched, sub.sess)
 		}
-		writeLive(sub.sess, p, it.f)
+		in.scratch = writeLive(sub.sess, p, it.f, in.scratch)
 		sent++
 		// What corked sessions hold is bounded per loop as well as per
 		// connection: past DrainGatherBudget they are written now, in

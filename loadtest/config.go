@@ -77,6 +77,7 @@ type Params struct {
 	Prefix       string   `json:"channel_prefix,omitempty"`
 	ClientLoops  int      `json:"client_loops,omitempty"`
 	BroadcastURL string   `json:"broadcast_url,omitempty"`
+	Transport    string   `json:"transport,omitempty"`
 	ChurnRate    float64  `json:"churn_rate,omitempty"`
 	ChurnStable  float64  `json:"churn_stable,omitempty"`
 	Thresholds   []string `json:"thresholds,omitempty"` // -assert, filled in by the caller
@@ -96,6 +97,7 @@ func (c Config) params() *Params {
 	case "push", "churn":
 		p.APIURL, p.Channels, p.PubRate, p.Prefix, p.ClientLoops, p.BroadcastURL =
 			c.Push.APIURL, c.Push.Channels, c.Push.Rate, c.Push.Prefix, c.Push.Loops, c.Push.BroadcastURL
+		p.Transport = c.Push.Transport
 		if c.Push.APIKey != "" {
 			p.APIKey = "(set)"
 		}

@@ -53,4 +53,10 @@
 // means the generator needs more memory per wss:// connection; connect
 // holds wss:// connections idle without a goroutine, and echo uses its
 // usual reader and writer goroutines either way.
+//
+// push -transport (transport.go) puts the subscribers on Server-Sent
+// Events (/sse, read by the client's event loops like /ws, no goroutine)
+// or on long polls (/poll: one poll after another on a kept-alive
+// connection, each connection with a goroutine of its own, since a poll is
+// a blocking request and reply), with the same accounting.
 package loadtest

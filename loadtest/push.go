@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -43,6 +44,10 @@ type PushConfig struct {
 	// POST /broadcast; a comma-separated list is used round-robin) and
 	// arrive unwrapped; Channels is then 1.
 	BroadcastURL string
+	// Transport is what subscribers use: "ws" (the default), "sse" or
+	// "poll" (see transport.go), with the same loss, duplicate and
+	// latency accounting.
+	Transport string
 }
 
 // pushDefaults fills in the push settings of a push or churn run.
@@ -62,6 +67,9 @@ func (c *Config) pushDefaults() error {
 	}
 	if pc.Loops <= 0 {
 		pc.Loops = 2
+	}
+	if err := c.checkTransport(); err != nil {
+		return err
 	}
 	if pc.BroadcastURL != "" {
 		pc.Channels = 1
@@ -338,9 +346,20 @@ func (pp *pushPart) setup(ctx context.Context) (int, error) {
 	}
 	// Connect and subscribe with blocking sockets, then hand each socket to
 	// the client's event loops.
+	since := make([]uint64, cfg.Conns) // poll: each connection's position after its first poll
 	p := open(ctx, cfg, pp.sh, cfg.Conns, cfg.Rate, pp.m, false, func(c *conn, i int) error {
 		if !pp.subscribes(i) {
 			return nil
+		}
+		switch cfg.Push.Transport {
+		case TransportSSE:
+			return subscribeSSE(c, pp.urlOf(i).Host, pp.channelName(i))
+		case TransportPoll:
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			defer func() { _ = c.SetDeadline(time.Time{}) }()
+			a, err := poll(c, bufio.NewReader(c), pp.urlOf(i).Host, pp.channelName(i), nil, 0)
+			since[i] = a.Since[pp.channelName(i)]
+			return err
 		}
 		return subscribe(c, pp.channelName(i), i+1)
 	})
@@ -353,6 +372,14 @@ func (pp *pushPart) setup(ctx context.Context) (int, error) {
 		if i < stable {
 			s = &subscriber{channel: pp.channelOf(i), seen: make([]uint64, (pp.maxPubs+63)/64)}
 			ctx = s
+		}
+		if cfg.Push.Transport == TransportPoll {
+			pp.startPolling(c, s, pp.urlOf(i).Host, pp.channelName(i), since[i])
+			if s != nil {
+				pp.subs = append(pp.subs, s)
+				pp.perChannel[s.channel]++
+			}
+			continue
 		}
 		gc, err := pp.enroll(c, ctx)
 		if err != nil {
@@ -567,6 +594,22 @@ func (pp *pushPart) OnTraffic(c gnet.Conn) gnet.Action {
 	in, _ := c.Peek(-1)
 	now := time.Now().UnixNano()
 	consumed := 0
+	if pp.cfg.Push.Transport == TransportSSE {
+		for {
+			data, n := nextEvent(in[consumed:])
+			if n == 0 {
+				break
+			}
+			consumed += n
+			if s != nil && data != nil {
+				pp.onMessage(s, data, now)
+			}
+		}
+		if consumed > 0 {
+			_, _ = c.Discard(consumed)
+		}
+		return gnet.None
+	}
 	for {
 		op, payload, n := parseServerFrame(in[consumed:])
 		if n == 0 {

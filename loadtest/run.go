@@ -305,7 +305,13 @@ func open(ctx context.Context, cfg Config, sh share, n, rate int, m *meter, reco
 				}
 				u := cfg.urlOf(sh, i)
 				t0 := time.Now()
-				c, err := dial(ctx, u, src, cfg.DialTimeout, cfg.tlsFor(u))
+				var c *conn
+				var err error
+				if cfg.streams() {
+					c, err = dialPlain(ctx, u, src, cfg.DialTimeout)
+				} else {
+					c, err = dial(ctx, u, src, cfg.DialTimeout, cfg.tlsFor(u))
+				}
 				d := max(time.Since(t0).Microseconds(), 1)
 				stage := "connect"
 				if err == nil && ready != nil {

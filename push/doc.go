@@ -34,6 +34,15 @@
 // server API's disconnect and unsubscribe by user are Disconnect (a
 // visitor for engine.Server.VisitOpen) and UnsubscribeUser.
 //
+//
+// SSE (sse.go) and Poll (poll.go) serve the same channels without
+// WebSocket, as session.StreamHandlers on the same loops: /sse a
+// Server-Sent Events stream whose event ids carry the client's position
+// on every channel (hub.EventStream), /poll long polls that gather
+// publications (hub.Collector) and answer with them, held until one
+// arrives or the engine's sweep finds the timeout passed. Both read the
+// token, permissions and positions alike and subscribe through the hub
+// with since, so recovery is the same as /ws's; both are receive-only.
 // Every Handler method runs on the connection's event loop, except
 // Presence, PresenceStats and UnsubscribeUser (any goroutine but a loop). Work that may
 // block (a broker publish) goes to the hub's worker pool and its reply comes

@@ -1,5 +1,6 @@
 // Package server assembles one Herald node: the broker, the hub, the /ws
-// push handler and optional /echo route on the gnet client listener
+// push handler, its Server-Sent Events and long-polling forms (/sse,
+// /poll) and the optional /echo route on the gnet client listener
 // (engine), and the HTTP API listener. cmd/herald and the end-to-end tests
 // both start nodes through it, so what the tests exercise is what ships.
 //

@@ -189,7 +189,7 @@ func TestOperatorMetrics(t *testing.T) {
 		reasons = append(reasons, m.GetLabel()[0].GetValue())
 	}
 	sort.Strings(reasons)
-	if got := strings.Join(reasons, ","); got != "close_timeout,disconnected,going_away,handshake_rejected,handshake_timeout,idle_timeout,inbound_budget,peer,policy,protocol_error,resync,slow_consumer,token_expired" {
+	if got := strings.Join(reasons, ","); got != "close_timeout,disconnected,going_away,handshake_rejected,handshake_timeout,idle_timeout,inbound_budget,keepalive_timeout,peer,policy,protocol_error,resync,slow_consumer,token_expired" {
 		t.Errorf("close reasons exported: %s", got)
 	}
 

@@ -135,7 +135,7 @@ func New(o Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: client tokens: %w", err)
 	}
-	n.push = push.New(push.Config{
+	pc := push.Config{
 		Hub:                n.hub,
 		Broker:             n.metered,
 		Verifier:           verifier,
@@ -148,8 +148,13 @@ func New(o Options) (*Node, error) {
 		PresenceChannels:   o.PresenceChannels,
 		PresenceJoinLeave:  o.PresenceJoinLeave,
 		Notify:             n.notify,
-	})
-	routes := map[string]session.Handler{"/ws": n.push}
+	}
+	n.push = push.New(pc)
+	routes := map[string]session.Handler{
+		"/ws":   n.push,
+		"/sse":  push.NewSSE(pc), // Server-Sent Events and long polling, for clients that cannot upgrade
+		"/poll": push.NewPoll(pc),
+	}
 	if o.Echo {
 		routes["/echo"] = session.Echo{}
 	}

@@ -18,6 +18,9 @@ type backlog struct {
 	// gathering: the session is corked and none of b has been offered to
 	// the kernel yet (see Session.Cork); no OnWritable is awaited.
 	gathering bool
+	// stream: the bytes are a stream session's (see StreamHandler), not
+	// frames; every byte boundary is a unit boundary.
+	stream bool
 }
 
 // backlogKeep bounds the buffer a pooled backlog keeps, so one burst does
@@ -43,7 +46,7 @@ func (bl *backlog) advance(n int) (empty bool) {
 	if n >= len(rest) {
 		return true
 	}
-	bl.partial = unitEnd(rest, bl.partial, n) - n
+	bl.partial = bl.unitEnd(rest, bl.partial, n) - n
 	bl.off += n
 	return false
 }
@@ -52,8 +55,17 @@ func (bl *backlog) release() {
 	if cap(bl.b) > backlogKeep {
 		bl.b = nil
 	}
-	bl.b, bl.off, bl.partial, bl.gathering = bl.b[:0], 0, 0, false
+	bl.b, bl.off, bl.partial, bl.gathering, bl.stream = bl.b[:0], 0, 0, false, false
 	backlogPool.Put(bl)
+}
+
+// unitEnd is the package's unitEnd for frames; in a stream every byte
+// ends a unit.
+func (bl *backlog) unitEnd(b []byte, prefix, n int) int {
+	if bl.stream {
+		return n
+	}
+	return unitEnd(b, prefix, n)
 }
 
 // unitEnd returns where the unit holding byte n of b ends (n itself when a

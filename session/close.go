@@ -20,6 +20,7 @@ const (
 	CloseInboundBudget                            // its read would pass the server-wide inbound budget; 1008
 	CloseDisconnected                             // the server API disconnected its user (POST /api/disconnect); 4100
 	CloseTokenExpired                             // its token expired and no valid refresh came within the grace; 4001
+	CloseKeepAlive                                // kept open after a long poll's answer, no next request within the handshake timeout; closed without a response
 )
 
 var closeReasonNames = [...]string{
@@ -36,6 +37,7 @@ var closeReasonNames = [...]string{
 	CloseInboundBudget:     "inbound_budget",
 	CloseDisconnected:      "disconnected",
 	CloseTokenExpired:      "token_expired",
+	CloseKeepAlive:         "keepalive_timeout",
 }
 
 func (r CloseReason) String() string {

@@ -31,6 +31,16 @@
 // the frame the kernel already has part of, the 1008 "slow consumer" close
 // frame follows it, then a FIN, and the session lingers.
 //
+// A route whose handler is a StreamHandler (stream.go) is served over
+// plain HTTP: a GET that passes the origin and Authorize checks gets the
+// handler's response head, and the session is a stream session, which
+// writes raw bytes (no framing) under the same corking, backlog and
+// write-buffer rules, reads nothing more, heartbeats every ping interval,
+// is closed as idle when its socket takes nothing for the idle timeout,
+// and ends with a FIN instead of a close frame. EndStream returns it to
+// waiting for the connection's next request (HTTP/1.1 keep-alive), which
+// the handshake timeout bounds (then closed without a 408).
+//
 // It never touches sockets beyond that: it sees only the Conn interface.
 // Methods report that the connection must be dropped and the engine closes
 // it; the exceptions are Abort of a session already closed (a handler's

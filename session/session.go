@@ -101,6 +101,7 @@ type Loop struct {
 	// routes are Config.Routes' handlers; a session keeps the index of its
 	// own, one byte instead of an interface value.
 	routes     []Handler
+	stream     []StreamHandler // by route: the route's StreamHandler, nil for a WebSocket route
 	routeIndex map[string]uint8
 	tickers    []Ticker // routes[i] as a Ticker, or nil
 	// gatherMsgs and gatherWrites count, since the last Gathered, the
@@ -134,6 +135,8 @@ func NewLoop(cfg *Config, stats *Stats, exec func(func()) error) *Loop {
 		l.routes = append(l.routes, h)
 		t, _ := h.(Ticker)
 		l.tickers = append(l.tickers, t)
+		sh, _ := h.(StreamHandler)
+		l.stream = append(l.stream, sh)
 	}
 	return l
 }
@@ -287,6 +290,9 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 		s.shutdownWrite()
 		return false
 	}
+	if s.state != StateHandshake && s.Stream() {
+		return s.streamTraffic(in)
+	}
 	// The handshake timeout runs from accept, not from the last byte, or
 	// a client trickling its upgrade would never time out (slowloris).
 	if s.state == StateOpen {
@@ -308,9 +314,15 @@ func (s *Session) HandleTraffic(now time.Time) (drop bool) {
 			return false // request incomplete; leave it buffered
 		}
 		consumed = n
+		if s.Stream() {
+			consumed = len(in) // a stream session reads nothing after its request
+			if s.state == StateOpen {
+				s.lastSeen = now.UnixNano() // its heartbeat clock starts
+			}
+		}
 	}
 	var messages int64
-	for s.state == StateOpen || s.state == StateClosing {
+	for (s.state == StateOpen || s.state == StateClosing) && !s.Stream() {
 		ev, n, err := s.dec.Next(in[consumed:])
 		consumed += n
 		if err != nil {
@@ -418,6 +430,12 @@ func (s *Session) upgrade(in []byte, scanned int) int {
 	if n == 0 {
 		return 0
 	}
+	if bytes.Equal(req.Method, []byte("OPTIONS")) {
+		if route, ok := s.loop.routeIndex[string(req.Path)]; ok && s.loop.stream[route] != nil {
+			s.preflight(req)
+			return n
+		}
+	}
 	if !bytes.Equal(req.Method, []byte("GET")) {
 		s.reject(405, "")
 		return n
@@ -425,6 +443,10 @@ func (s *Session) upgrade(in []byte, scanned int) int {
 	route, ok := s.loop.routeIndex[string(req.Path)]
 	if !ok {
 		s.reject(404, "")
+		return n
+	}
+	if sh := s.loop.stream[route]; sh != nil {
+		s.openStream(req, route, sh)
 		return n
 	}
 	h := s.loop.routes[route]
@@ -441,6 +463,7 @@ func (s *Session) upgrade(in []byte, scanned int) int {
 		s.reject(status, body)
 		return n
 	}
+	s.reason = 0 // a kept-alive connection (see EndStream) upgrading
 	s.dec.Compression = cfg.Compression && req.Deflate
 	s.setWindow(req.DeflateWindowBits())
 	s.loop.out = codec.AppendAccept(s.loop.out, req, s.dec.Compression)
@@ -510,6 +533,10 @@ func (s *Session) linger(r CloseReason) {
 // closes or the close timeout passes. It serves the slow consumer, whose
 // close frame would otherwise wait behind the megabytes it cannot read.
 func (s *Session) closeNow(r CloseReason, code ws.StatusCode, text string) {
+	if s.Stream() {
+		s.closeStream(r, true)
+		return
+	}
 	switch s.state {
 	case StateClosing:
 		s.linger(r) // our close frame is already out; stop reading
@@ -655,6 +682,7 @@ func (s *Session) gatherRoom(n int) *backlog {
 	if bl == nil {
 		bl = backlogPool.Get().(*backlog)
 		bl.gathering = true
+		bl.stream = s.Stream()
 		s.backlog = bl
 		return bl
 	}
@@ -697,7 +725,7 @@ func (s *Session) writeGathered(bl *backlog) (ok bool) {
 		return true
 	}
 	bl.gathering = false
-	bl.partial = unitEnd(bl.b, 0, n) - n
+	bl.partial = bl.unitEnd(bl.b, 0, n) - n
 	bl.off = n
 	return s.wait()
 }
@@ -707,6 +735,10 @@ func (s *Session) writeGathered(bl *backlog) (ok bool) {
 // the close timeout. The caller flushes.
 func (s *Session) Close(r CloseReason, reason string) {
 	if s.state != StateOpen {
+		return
+	}
+	if s.Stream() {
+		s.closeStream(r, false)
 		return
 	}
 	s.reason = r
@@ -770,7 +802,8 @@ func (s *Session) write() (ok bool) {
 		return true
 	}
 	bl := backlogPool.Get().(*backlog)
-	bl.partial = unitEnd(l.out, l.httpEnd, n) - n
+	bl.stream = s.Stream()
+	bl.partial = bl.unitEnd(l.out, l.httpEnd, n) - n
 	bl.push(l.out[n:])
 	s.backlog = bl
 	return s.wait()
@@ -801,6 +834,9 @@ func (s *Session) OnWritable() (drop bool) {
 		s.finish(ClosePeer)
 		return true
 	}
+	if n > 0 && bl.stream {
+		s.flags &^= pingSent // the socket drains: not stalled (see streamTick)
+	}
 	if bl.advance(n) {
 		s.releaseBacklog()
 		if s.is(lingering) {
@@ -829,6 +865,10 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 	silent := time.Duration(now.UnixNano() - s.lastSeen)
 	switch s.state {
 	case StateHandshake:
+		if cfg.HandshakeTimeout > 0 && silent >= cfg.HandshakeTimeout && s.reason == CloseKeepAlive && s.leftover == 0 {
+			s.state = StateClosed
+			return true
+		}
 		if cfg.HandshakeTimeout > 0 && silent >= cfg.HandshakeTimeout {
 			s.loop.Stats.HandshakeTimeouts.Add(1)
 			s.loop.out = codec.AppendHTTPError(s.loop.out, 408, "")
@@ -839,6 +879,9 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 			return true
 		}
 	case StateOpen:
+		if h := s.streamHandler(); h != nil {
+			return s.streamTick(now, h)
+		}
 		if cfg.IdleTimeout > 0 && silent >= cfg.IdleTimeout {
 			s.loop.Stats.IdleTimeouts.Add(1)
 			s.reason = CloseIdleTimeout
@@ -878,6 +921,9 @@ func (s *Session) Tick(now time.Time) (drop bool) {
 // pooled buffers and, if the session was ever open, tells the handler,
 // once.
 func (s *Session) OnConnClosed() {
+	if s.state == StateHandshake && s.reason == CloseKeepAlive {
+		s.reason = 0 // the peer hung up a kept-alive connection
+	}
 	s.finish(ClosePeer)
 	if bl := s.backlog; bl != nil {
 		n, _ := s.writeConn(bl.b[bl.off:])

@@ -14,6 +14,10 @@
 // recovering with since across a Herald restart behind the same proxy
 // port, and close codes passing through.
 //
+// nginx-noupgrade.conf is of another kind: plain HTTP that does not pass
+// WebSocket upgrades, the middlebox the fallback transports are for
+// (StartNginxNoUpgrade; browser/fallback_test.go runs it).
+//
 // It never touches Herald's internals and never listens itself. Without
 // nginx (or HAProxy) the tests skip (install them with
 // scripts/install-nginx.sh haproxy), unless HERALD_REQUIRE_NGINX=1 (or

@@ -1,5 +1,6 @@
 /**
- * herald.js: the browser client for Herald's push protocol on /ws.
+ * herald.js: the browser client for Herald's push protocol on /ws, with
+ * Server-Sent Events (/sse) and long polling (/poll) as fallbacks.
  *
  * One ES module, no dependencies, no build step. Import it from the server
  * (`GET /herald.js` on the API listener) or copy it into your app.
@@ -45,6 +46,30 @@
  *   timeout       10000    reply timeout for requests and for the WebSocket
  *                          handshake, ms
  *   WebSocket     globalThis.WebSocket; another constructor for other runtimes
+ *   transports    ['websocket', 'sse', 'poll']: the transports to use, in
+ *                 order of preference
+ *   fallbackAfter 2        attempts in a row that never open before the
+ *                          client moves on to the next transport (a proxy
+ *                          that strips Upgrade, a network that blocks it)
+ *   sseURL, pollURL  the /sse and /poll endpoints; default: url with
+ *                 http(s) for ws(s) and the last path segment replaced
+ *   pollTimeout   25000    how long the server may hold a poll, ms; a poll
+ *                          not answered within it plus `timeout` is a dead
+ *                          connection: reconnect
+ *   EventSource, fetch  globalThis's; others for other runtimes
+ *
+ * Transports. WebSocket comes first; when fallbackAfter attempts in a row
+ * cannot open it, the client moves to Server-Sent Events, then to long
+ * polling (and round again, while none has ever opened: the server may
+ * simply be down). The first transport that opens is kept until close(),
+ * through reconnects: a server restart is not a reason to fall back.
+ * connect() starts from the first again. `client.transport` says which it
+ * uses, and the 'transport' event ({ transport, previous }) reports each
+ * move. The subscription events and
+ * the recovery are the same on every transport; SSE and polling are
+ * receive-only, so publish() and ping() reject with 'receive_only' there
+ * (publish through the HTTP API instead). On them, changing the
+ * subscriptions reopens the stream (the client goes through 'connecting').
  *
  * Client states ('state' event: { state, previous }):
  *   'disconnected' -> connect() -> 'connecting' -> 'connected'
@@ -55,7 +80,9 @@
  *   (1008), network loss, a missing pong.
  * Client events:
  *   'connecting'   { code, reason }  the connection was lost; retrying
- *   'connected'    { reconnected }   reconnected is false on the first connect
+ *   'connected'    { reconnected, transport }  reconnected is false on the
+ *                  first connect
+ *   'transport'    { transport, previous }  the client fell back
  *   'disconnected' { code, reason }  after close()
  *   'refreshed'    {}                the server accepted a refreshed token
  *   'granted'      { subscription }  the server subscribed the connection to a
@@ -131,7 +158,16 @@ const DEFAULTS = Object.freeze({
   pongTimeout: 10000,
   timeout: 10000,
   WebSocket: globalThis.WebSocket,
+  transports: ['websocket', 'sse', 'poll'],
+  fallbackAfter: 2,
+  sseURL: '',
+  pollURL: '',
+  pollTimeout: 25000,
+  EventSource: globalThis.EventSource,
+  fetch: globalThis.fetch?.bind(globalThis),
 });
+
+const TRANSPORTS = new Set(['websocket', 'sse', 'poll']);
 
 /** Client states. */
 export const State = Object.freeze({
@@ -234,6 +270,14 @@ export class HeraldClient extends Emitter {
     super();
     this.url = url;
     this.options = { ...DEFAULTS, ...options };
+    const transports = this.options.transports.filter((t) => TRANSPORTS.has(t));
+    if (transports.length === 0) throw new HeraldError('bad_request', 'no known transport in options.transports');
+    this._transports = transports;
+    this._transportIndex = 0;
+    this._failsHere = 0; // attempts in a row on this transport that never opened
+    this._kept = false; // a transport opened since connect(): no more fallback
+    /** 'websocket', 'sse' or 'poll': the transport in use (or being tried). */
+    this.transport = transports[0];
     /** 'disconnected', 'connecting' or 'connected'. */
     this.state = State.Disconnected;
 
@@ -242,6 +286,9 @@ export class HeraldClient extends Emitter {
     this._pending = new Map(); // request id -> { done, timer }
     this._nextId = 1;
     this._ws = null;
+    this._stream = null; // the SSE or poll transport: { close() }
+    this._streamSince = new Map(); // channel -> the since the open stream asked for
+    this._reopenQueued = false;
     this._generation = 0; // bumped per transport; stale async steps check it
     this._attempt = 0; // failed attempts since the last successful connect
     this._lastOpened = true; // whether the latest attempt opened
@@ -266,6 +313,10 @@ export class HeraldClient extends Emitter {
   connect() {
     if (this.state !== State.Disconnected) return;
     this._attempt = 0;
+    this._transportIndex = 0;
+    this._failsHere = 0;
+    this._kept = false;
+    this.transport = this._transports[0];
     globalThis.addEventListener?.('online', this._onOnline);
     this._setState(State.Connecting);
     if (this.state === State.Connecting) this._openTransport();
@@ -316,13 +367,21 @@ export class HeraldClient extends Emitter {
 
   /** Publishes data (any JSON value) to channel; resolves to { offset }. */
   async publish(channel, data) {
+    this._needWebSocket('publish');
     const reply = await this._request({ op: 'publish', channel, data });
     return { offset: reply.offset };
   }
 
   /** Sends an app-level ping; resolves when the pong arrives. */
   async ping() {
+    this._needWebSocket('ping');
     await this._request({ op: 'ping' }, this.options.pongTimeout);
+  }
+
+  _needWebSocket(what) {
+    if (this.transport !== 'websocket') {
+      throw new HeraldError('receive_only', `${what} needs the WebSocket transport; ${this.transport} is receive-only`);
+    }
   }
 
   // --- transport ---------------------------------------------------------
@@ -358,6 +417,10 @@ export class HeraldClient extends Emitter {
       if (gen !== this._generation || this.state !== State.Connecting) return;
       this._token = token || '';
     }
+    if (this.transport !== 'websocket') {
+      this._openStream(gen);
+      return;
+    }
     let ws;
     try {
       ws = new this.options.WebSocket(this._transportURL());
@@ -385,9 +448,12 @@ export class HeraldClient extends Emitter {
     this._attempt = 0;
     const reconnected = this._everConnected;
     this._everConnected = true;
+    this._failsHere = 0;
+    this._kept = true;
     this._setState(State.Connected);
-    this._emit('connected', { reconnected });
+    this._emit('connected', { reconnected, transport: this.transport });
     if (this.state !== State.Connected) return; // a listener closed the client
+    if (this.transport !== 'websocket') return; // the stream carries its subscriptions
     if (this.options.pingInterval > 0) {
       this._pingTimer = setInterval(() => this._keepalive(), this.options.pingInterval);
     }
@@ -419,9 +485,22 @@ export class HeraldClient extends Emitter {
       this._emit('connecting', { code, reason });
     } else {
       const detail = `code ${code}${reason ? `, ${reason}` : ''}`;
-      this._emit('error', { type: 'transport', error: new HeraldError('transport', `connection failed (${detail})`) });
+      this._emit('error', { type: 'transport', error: new HeraldError('transport', `${this.transport} connection failed (${detail})`) });
+      this._maybeFallBack();
     }
     this._scheduleReconnect(); // unless a listener closed the client
+  }
+
+  /** After fallbackAfter attempts in a row that never opened, the next transport. */
+  _maybeFallBack() {
+    if (this._kept || this._transports.length < 2) return;
+    if (++this._failsHere < this.options.fallbackAfter) return;
+    const previous = this.transport;
+    this._transportIndex = (this._transportIndex + 1) % this._transports.length;
+    this.transport = this._transports[this._transportIndex];
+    this._failsHere = 0;
+    this._attempt = 0;
+    this._emit('transport', { transport: this.transport, previous });
   }
 
   _scheduleReconnect() {
@@ -441,6 +520,9 @@ export class HeraldClient extends Emitter {
     clearInterval(this._pingTimer);
     this._connectTimer = this._pingTimer = null;
     this._pingInFlight = false;
+    const stream = this._stream;
+    this._stream = null;
+    if (stream) stream.close();
     const ws = this._ws;
     this._ws = null;
     if (ws) {
@@ -610,6 +692,10 @@ export class HeraldClient extends Emitter {
   }
 
   _sendSubscribe(sub) {
+    if (this.transport !== 'websocket') {
+      this._queueReopen();
+      return;
+    }
     const frame = { op: 'subscribe', channel: sub.channel };
     const since = sub.offset;
     const last = since === null ? sub._last : 0;
@@ -620,6 +706,138 @@ export class HeraldClient extends Emitter {
       sub._inFlight = false;
       if (err) sub._onSubscribeError(err);
       else sub._onAck(ack, since, last);
+    });
+  }
+
+  // --- SSE and long polling ---------------------------------------------
+
+  /** The /sse or /poll URL for the current subscriptions and positions. */
+  _streamURL(kind) {
+    const explicit = kind === 'sse' ? this.options.sseURL : this.options.pollURL;
+    const u = new URL(explicit || this.url, globalThis.location?.href);
+    if (!explicit) {
+      if (u.protocol === 'ws:') u.protocol = 'http:';
+      if (u.protocol === 'wss:') u.protocol = 'https:';
+      u.pathname = u.pathname.replace(/[^/]*$/, kind);
+    }
+    this._streamSince = new Map();
+    const since = [];
+    for (const sub of this._subs.values()) {
+      if (sub.state === SubState.Unsubscribed) continue;
+      u.searchParams.append('channel', sub.channel);
+      this._streamSince.set(sub.channel, sub.offset);
+      if (sub.offset !== null) since.push(`${sub.channel}:${sub.offset}`);
+    }
+    if (since.length > 0) u.searchParams.set('since', since.join(','));
+    if (this._token) u.searchParams.set('token', this._token);
+    return u;
+  }
+
+  /** Opens the SSE or poll transport; with no subscription it is connected idle. */
+  _openStream(gen) {
+    this._lastOpened = false;
+    if (this._subs.size === 0) {
+      this._onOpen();
+      return;
+    }
+    this._connectTimer = setTimeout(() => {
+      if (gen === this._generation) this._lose(4000, 'open timeout');
+    }, this.options.timeout);
+    if (this.transport === 'sse') this._openSSE(gen);
+    else this._poll(gen, true);
+  }
+
+  _openSSE(gen) {
+    let es;
+    try {
+      es = new this.options.EventSource(this._streamURL('sse').href);
+    } catch (error) {
+      this._emit('error', { type: 'transport', error });
+      this.close();
+      return;
+    }
+    this._stream = { close: () => es.close() };
+    const live = () => gen === this._generation;
+    es.onopen = () => live() && this._onOpen();
+    // EventSource reconnects by itself; the client does, with its backoff,
+    // its fallback and its own positions.
+    es.onerror = () => live() && this._lose(4000, 'event stream failed');
+    es.addEventListener('message', (ev) => live() && this._onFrame(ev.data));
+    es.addEventListener('subscribed', (ev) => live() && this._onStreamAck(JSON.parse(ev.data)));
+    es.addEventListener('subscribe_error', (ev) => {
+      if (!live()) return;
+      const e = JSON.parse(ev.data);
+      this._subs.get(e.channel)?._onSubscribeError(new HeraldError(e.code, e.message));
+    });
+  }
+
+  _onStreamAck(ack, offset = ack.offset) {
+    const sub = this._subs.get(ack.channel);
+    if (!sub || !this._streamSince.has(ack.channel)) return;
+    sub._onAck({ ...ack, offset }, this._streamSince.get(ack.channel));
+  }
+
+  /** One long poll after another until the transport is torn down. */
+  async _poll(gen, first) {
+    const live = () => gen === this._generation;
+    while (live()) {
+      const u = this._streamURL('poll');
+      u.searchParams.set('timeout', first ? '0' : `${Math.round(this.options.pollTimeout / 1000)}s`);
+      const ctrl = new AbortController();
+      this._stream = { close: () => ctrl.abort() };
+      // A poll the server should have answered by now is a dead path
+      // (a proxy or network that swallows it), as a missing pong is.
+      const hold = first ? 0 : this.options.pollTimeout;
+      const deadline = setTimeout(() => ctrl.abort(), hold + this.options.timeout);
+      let answer;
+      try {
+        const res = await this.options.fetch(u.href, { signal: ctrl.signal, cache: 'no-store' });
+        if (!res.ok) throw new HeraldError('transport', `poll answered HTTP ${res.status}`);
+        answer = await res.json();
+      } catch (err) {
+        if (live()) this._lose(4000, ctrl.signal.aborted ? 'poll not answered in time' : err.message || 'poll failed');
+        return;
+      } finally {
+        clearTimeout(deadline);
+      }
+      if (!live()) return;
+      const since = answer.since || {};
+      if (first) {
+        first = false;
+        this._onOpen();
+        if (!live()) return;
+        // The answer's positions follow its messages; the ack's comes
+        // before the first of them.
+        const firstOffset = new Map();
+        for (const m of answer.messages) if (!firstOffset.has(m.channel)) firstOffset.set(m.channel, m.offset);
+        for (const [channel, pos] of Object.entries(since)) {
+          const before = firstOffset.has(channel) ? firstOffset.get(channel) - 1 : pos;
+          const asked = this._streamSince.get(channel);
+          const ack = { channel, offset: before };
+          if (asked !== null && asked !== undefined) ack.recovered = answer.recovered;
+          this._onStreamAck(ack);
+        }
+      }
+      for (const m of answer.messages) this._subs.get(m.channel)?._onMessage(m);
+      for (const [channel, pos] of Object.entries(since)) {
+        const sub = this._subs.get(channel);
+        if (sub && sub.state === SubState.Subscribed && (sub.offset === null || pos > sub.offset)) sub.offset = pos;
+      }
+    }
+  }
+
+  /** The subscriptions changed while on a stream: reopen it once, soon. */
+  _queueReopen() {
+    if (this._reopenQueued || this.state !== State.Connected) return;
+    this._reopenQueued = true;
+    queueMicrotask(() => {
+      this._reopenQueued = false;
+      if (this.state !== State.Connected || this.transport === 'websocket') return;
+      this._teardown(4001, 'subscriptions changed');
+      this._setState(State.Connecting);
+      this._subsLost(4001, 'subscriptions changed');
+      this._emit('connecting', { code: 4001, reason: 'subscriptions changed' });
+      this._openTransport();
     });
   }
 
@@ -712,6 +930,10 @@ export class Subscription extends Emitter {
     const client = this.client;
     const onServer = this.state === SubState.Subscribed || this._inFlight;
     this._finish('unsubscribe', 'unsubscribe called');
+    if (client.transport !== 'websocket') {
+      client._queueReopen();
+      return Promise.resolve();
+    }
     if (!onServer || client.state !== State.Connected) return Promise.resolve();
     return client._request({ op: 'unsubscribe', channel: this.channel }).then(
       () => undefined,

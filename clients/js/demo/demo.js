@@ -5,6 +5,7 @@
 // #messages li[data-offset] with .offset and .data children (data is the
 // message's JSON), #recovered (text and data-count: recovered:false events),
 // #presence li[data-conn] (text: the user; data-count on the list).
+// #transport (text and data-transport: the transport of the last connect).
 
 import { HeraldClient } from '../herald.js';
 
@@ -40,14 +41,20 @@ function showError(text) {
 
 const options = {};
 if (params.has('token')) options.token = params.get('token');
-for (const name of ['minDelay', 'maxDelay', 'pingInterval', 'pongTimeout']) {
+if (params.has('transports')) options.transports = params.get('transports').split(',');
+for (const name of ['minDelay', 'maxDelay', 'pingInterval', 'pongTimeout', 'fallbackAfter', 'pollTimeout']) {
   const v = numberParam(name);
   if (Number.isFinite(v) && v > 0) options[name] = v;
 }
 
 const client = new HeraldClient(wsURL, options);
 client.on('state', ({ state }) => showState($('state'), state));
-client.on('connected', ({ reconnected }) => logEvent(reconnected ? 'reconnected' : 'connected'));
+client.on('connected', ({ reconnected, transport }) => {
+  $('transport').textContent = transport;
+  $('transport').dataset.transport = transport;
+  logEvent(`${reconnected ? 'reconnected' : 'connected'} over ${transport}`);
+});
+client.on('transport', ({ transport, previous }) => logEvent(`${previous} failed, falling back to ${transport}`));
 client.on('connecting', ({ code, reason }) => logEvent(`connection lost (${code}${reason ? ` ${reason}` : ''}), reconnecting`));
 client.on('disconnected', () => logEvent('disconnected'));
 client.on('error', ({ error }) => showError(`${error.code || error.name}: ${error.message}`));

@@ -1,0 +1,283 @@
+package push
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/herald-ws/herald/auth"
+	"github.com/herald-ws/herald/broker"
+	"github.com/herald-ws/herald/codec"
+	"github.com/herald-ws/herald/hub"
+	"github.com/herald-ws/herald/session"
+)
+
+// Poll serves long polling, GET /poll?channel=a&since=a:5&timeout=25s: it
+// answers at once with every publication after the positions given, or
+// holds the request on its event loop until a publication arrives or the
+// timeout passes (the engine's sweep checks the deadline: no timer per
+// request). The answer is
+//
+//	{"messages":[<the /ws message JSON>...],"since":{"a":9},"recovered":true}
+//
+// where since is the position to poll from next on every channel the
+// client has one on, and recovered is false when some position reached
+// back past the history. Channels, token, permissions and positions are
+// read as for /sse (Last-Event-ID or since, "<channel>:<offset>,..." or a
+// bare offset for one channel); timeout is a Go duration or seconds,
+// default 25 s, 0 for an immediate answer, at most 5 minutes. The
+// connection stays open for the next poll (HTTP/1.1 keep-alive).
+// It implements session.StreamHandler and session.StreamTicker.
+type Poll struct {
+	cfg  Config
+	anon auth.Identity
+}
+
+// NewPoll returns the /poll handler; cfg is the /ws handler's.
+func NewPoll(cfg Config) *Poll { return &Poll{cfg: cfg, anon: auth.Identity{Anonymous: true}} }
+
+// Long poll bounds.
+const (
+	DefaultPollTimeout = 25 * time.Second
+	MaxPollTimeout     = 5 * time.Minute
+	// maxPollBytes bounds the messages one answer gathers; the rest come
+	// with the next poll, from history.
+	maxPollBytes = 1 << 20
+)
+
+// pollClient is one held poll, in session.Value; its loop only.
+type pollClient struct {
+	hub       *hub.Hub
+	st        sseClient // channels and positions
+	timeout   time.Duration
+	deadline  int64 // unix nanoseconds
+	origin    string
+	msgs      []byte // the gathered message JSON, comma-separated
+	acked     int    // channels whose subscribe has answered
+	recovered bool
+	queued    bool // an answer check is queued on the loop
+	answered  bool
+	failCode  string // a subscribe failed
+	failMsg   string
+}
+
+// Authorize reads the request; the poll is held only if it is valid.
+func (h *Poll) Authorize(s *session.Session, r *codec.Request) (int, string) {
+	p := &pollClient{hub: h.cfg.Hub, timeout: DefaultPollTimeout, recovered: true}
+	if status, body := parseStream(&h.cfg, h.anon, r, &p.st); status != 0 {
+		return status, body
+	}
+	if v, ok := queryValue(r.RawQuery, "timeout"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			secs, serr := strconv.ParseUint(v, 10, 32)
+			if serr != nil {
+				return 400, "timeout must be a duration (25s) or seconds"
+			}
+			d = time.Duration(secs) * time.Second
+		}
+		if d < 0 || d > MaxPollTimeout {
+			return 400, "timeout must be between 0 and 5m"
+		}
+		p.timeout = d
+	}
+	p.origin = string(r.Origin)
+	s.Value = p
+	return 0, ""
+}
+
+// queryValue is the first value of key in a raw query (not unescaped:
+// the values read this way need no escapes).
+func queryValue(q []byte, key string) (string, bool) {
+	for _, pair := range strings.Split(string(q), "&") {
+		k, v, _ := strings.Cut(pair, "=")
+		if k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// AppendHead appends nothing: the head goes out with the answer, whose
+// length is known only then.
+func (h *Poll) AppendHead(dst []byte, _ *session.Session, _ *codec.Request) []byte { return dst }
+
+// Heartbeat is nil: a held poll sends nothing until it answers.
+func (h *Poll) Heartbeat() []byte { return nil }
+
+// OnOpen subscribes the poll to its channels, recovering from the
+// positions given; the history comes back through Collect.
+func (h *Poll) OnOpen(s *session.Session) {
+	p, _ := s.Value.(*pollClient)
+	if p == nil {
+		return
+	}
+	p.deadline = time.Now().Add(p.timeout).UnixNano()
+	for i := range p.st.chans {
+		ch := &p.st.chans[i]
+		var since *uint64
+		if ch.known {
+			v := ch.pos
+			since = &v
+		}
+		name := ch.name
+		sub := h.cfg.Hub.Subscribe(s, name, since, func(res hub.SubscribeResult) {
+			h.ack(s, p, name, since, res)
+		})
+		if sub != nil && !sub.Removed() {
+			ch.sub = sub
+			ch.name = sub.Channel() // the hub's copy: the request's goes
+		}
+	}
+}
+
+func (h *Poll) ack(s *session.Session, p *pollClient, name string, since *uint64, res hub.SubscribeResult) {
+	ch := p.st.find(name)
+	if ch == nil {
+		return
+	}
+	p.acked++
+	if res.Err != nil {
+		ch.sub = nil
+		p.failCode = CodeUnavailable
+		if errors.Is(res.Err, hub.ErrTooManyChannels) || errors.Is(res.Err, broker.ErrTooManyChannels) {
+			p.failCode = CodeTooManyChannels
+		}
+		p.failMsg = "subscribe " + name + " failed: " + res.Err.Error()
+	} else {
+		if since == nil || *since > res.Offset {
+			ch.pos = res.Offset // positioned at the top
+		}
+		ch.known = true
+		if since != nil && !res.Recovered {
+			p.recovered = false
+		}
+	}
+	if p.acked == len(p.st.chans) || res.Err != nil {
+		p.queue(s) // after the history this subscribe replays
+	}
+}
+
+// Collect implements hub.Collector.
+func (p *pollClient) Collect(s *session.Session, channel string, offset uint64, json []byte) {
+	if p.answered || len(p.msgs) >= maxPollBytes {
+		return // the next poll gets it, from history
+	}
+	ch := p.st.find(channel)
+	if ch == nil {
+		return
+	}
+	ch.pos, ch.known = offset, true
+	if len(p.msgs) > 0 {
+		p.msgs = append(p.msgs, ',')
+	}
+	p.msgs = append(p.msgs, json...)
+	p.queue(s)
+}
+
+// queue has the poll answer, if it has something to say, once the loop
+// has finished the task it is in (a drain, a replay): everything that
+// task gathers goes into the same answer.
+func (p *pollClient) queue(s *session.Session) {
+	if p.queued {
+		return
+	}
+	p.queued = true
+	_ = s.Loop().Exec(func() { p.queued = false; p.maybeAnswer(s, time.Now()) })
+}
+
+// TickStream answers a poll whose timeout passed.
+func (h *Poll) TickStream(s *session.Session, now time.Time) {
+	if p, ok := s.Value.(*pollClient); ok {
+		p.maybeAnswer(s, now)
+	}
+}
+
+// maybeAnswer answers when there are messages, a failure, or the deadline
+// passed; otherwise the poll goes on waiting.
+func (p *pollClient) maybeAnswer(s *session.Session, now time.Time) {
+	if p.answered || s.State() != session.StateOpen || s.Value != any(p) {
+		return
+	}
+	if len(p.msgs) == 0 && p.failCode == "" && now.UnixNano() < p.deadline && !(p.timeout == 0 && p.acked == len(p.st.chans)) {
+		return
+	}
+	p.answer(s)
+}
+
+// answer writes the response, drops the poll's subscriptions and leaves
+// the connection to its next request.
+func (p *pollClient) answer(s *session.Session) {
+	p.answered = true
+	for i := range p.st.chans {
+		p.hub.Unsubscribe(p.st.chans[i].sub)
+		p.st.chans[i].sub = nil
+	}
+	b := replyPool.Get()
+	defer replyPool.Put(b)
+	body := b.B[:0]
+	status := "200 OK"
+	if p.failCode != "" {
+		status = "503 Service Unavailable"
+		body = appendError(body, nil, p.failCode, p.failMsg)
+	} else {
+		body = append(body, `{"messages":[`...)
+		body = append(body, p.msgs...)
+		body = append(body, `],"since":{`...)
+		first := true
+		for i := range p.st.chans {
+			ch := &p.st.chans[i]
+			if !ch.known {
+				continue
+			}
+			if !first {
+				body = append(body, ',')
+			}
+			first = false
+			body = append(body, '"')
+			body = append(body, ch.name...)
+			body = append(body, `":`...)
+			body = strconv.AppendUint(body, ch.pos, 10)
+		}
+		body = append(body, `},"recovered":`...)
+		body = strconv.AppendBool(body, p.recovered)
+		body = append(body, '}')
+	}
+	n := len(body)
+	out := append(body, "HTTP/1.1 "...)
+	out = append(out, status...)
+	out = append(out, "\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: "...)
+	out = strconv.AppendInt(out, int64(n), 10)
+	out = append(out, "\r\n"...)
+	out = appendCORS(out, p.origin)
+	out = append(out, "\r\n"...)
+	out = append(out, out[:n]...)
+	b.B = out
+	p.msgs = nil
+	s.SendFrame(out[n:])
+	if !s.Flush() {
+		s.Abort(session.ClosePeer)
+		return
+	}
+	s.EndStream()
+}
+
+// OnMessage is never called.
+func (h *Poll) OnMessage(*session.Session, ws.OpCode, []byte) {}
+
+// OnClose drops the subscriptions of a poll whose connection closed
+// before it answered.
+func (h *Poll) OnClose(s *session.Session, _ session.CloseReason) {
+	p, ok := s.Value.(*pollClient)
+	if !ok {
+		return
+	}
+	p.answered = true
+	for i := range p.st.chans {
+		h.cfg.Hub.Unsubscribe(p.st.chans[i].sub)
+		p.st.chans[i].sub = nil
+	}
+}
