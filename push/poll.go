@@ -116,22 +116,9 @@ func (h *Poll) OnOpen(s *session.Session) {
 		return
 	}
 	p.deadline = time.Now().Add(p.timeout).UnixNano()
-	for i := range p.st.chans {
-		ch := &p.st.chans[i]
-		var since *uint64
-		if ch.known {
-			v := ch.pos
-			since = &v
-		}
-		name := ch.name
-		sub := h.cfg.Hub.Subscribe(s, name, since, func(res hub.SubscribeResult) {
-			h.ack(s, p, name, since, res)
-		})
-		if sub != nil && !sub.Removed() {
-			ch.sub = sub
-			ch.name = sub.Channel() // the hub's copy: the request's goes
-		}
-	}
+	p.st.subscribeAll(h.cfg.Hub, s, func(name string, since *uint64, res hub.SubscribeResult) {
+		h.ack(s, p, name, since, res)
+	})
 }
 
 func (h *Poll) ack(s *session.Session, p *pollClient, name string, since *uint64, res hub.SubscribeResult) {

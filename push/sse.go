@@ -230,6 +230,15 @@ func (h *SSE) OnOpen(s *session.Session) {
 	if c == nil {
 		return
 	}
+	c.subscribeAll(h.cfg.Hub, s, func(name string, since *uint64, res hub.SubscribeResult) {
+		h.ack(s, c, name, since, res)
+	})
+}
+
+// subscribeAll subscribes s to each of c's channels, from its known
+// position if it has one; ack hears each channel's outcome. Must run on
+// s's loop.
+func (c *sseClient) subscribeAll(hb *hub.Hub, s *session.Session, ack func(name string, since *uint64, res hub.SubscribeResult)) {
 	for i := range c.chans {
 		ch := &c.chans[i]
 		var since *uint64
@@ -238,9 +247,7 @@ func (h *SSE) OnOpen(s *session.Session) {
 			since = &v
 		}
 		name := ch.name
-		sub := h.cfg.Hub.Subscribe(s, name, since, func(res hub.SubscribeResult) {
-			h.ack(s, c, name, since, res)
-		})
+		sub := hb.Subscribe(s, name, since, func(res hub.SubscribeResult) { ack(name, since, res) })
 		if sub != nil && !sub.Removed() {
 			ch.sub = sub
 			ch.name = sub.Channel() // the hub's copy: the request's goes
