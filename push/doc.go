@@ -34,7 +34,6 @@
 // server API's disconnect and unsubscribe by user are Disconnect (a
 // visitor for engine.Server.VisitOpen) and UnsubscribeUser.
 //
-//
 // SSE (sse.go) and Poll (poll.go) serve the same channels without
 // WebSocket, as session.StreamHandlers on the same loops: /sse a
 // Server-Sent Events stream whose event ids carry the client's position
