@@ -332,9 +332,12 @@ func TestPublishSeveralChannelsPartial(t *testing.T) {
 				t.Errorf("%s: errors[%s] = %q, want %q...", c.name, ch, m.Errors[ch], prefix)
 			}
 		}
-		// Every channel attempted got a full deadline of its own.
+		// Every channel attempted got a deadline of its own, not what a
+		// stalled channel before it left of a shared one (half of it is
+		// the bound: a loaded machine delays the call after the deadline
+		// is set).
 		for _, call := range b.called() {
-			if call.timeout < timeout*8/10 {
+			if call.timeout < timeout/2 {
 				t.Errorf("%s: %s published with %v left, want its own %v", c.name, call.channel, call.timeout, timeout)
 			}
 		}

@@ -72,10 +72,12 @@ func TestFanOutSurvivesSubscribersVanishing(t *testing.T) {
 }
 
 // TestBurstKeepsEveryPublicationInOrder publishes far more than gnet's
-// 1,024-task queue in one burst: no publication may be overtaken by a later
-// one and so skipped as already sent.
+// 1,024-task queue, and than the loop's inbox bound, in one burst straight
+// to the broker (no admission): no publication may be overtaken by a later
+// one and so skipped as already sent, and what a full inbox could not take
+// is recovered from history, in order.
 func TestBurstKeepsEveryPublicationInOrder(t *testing.T) {
-	n := testutil.StartNode(t, testutil.NodeOptions{Options: testutil.Options{Loops: 1}})
+	n := testutil.StartNode(t, testutil.NodeOptions{Options: testutil.Options{Loops: 1}, HistorySize: 30000})
 	const subs, burst = 5, 20000
 	clients := make([]*testutil.WSClient, subs)
 	for i := range clients {
