@@ -10,7 +10,7 @@ REPEATS     ?= 3
 BIN         := bin/herald
 PKGS        := ./...
 
-.PHONY: all build run test lint fmt vet staticcheck unit soak allocs node-deps browser-deps promtool-deps test-deps proxy-deps fuzz bench bench-peers clean
+.PHONY: all build run test lint fmt vet staticcheck unit soak allocs node-deps browser-deps promtool-deps test-deps proxy-deps fuzz bench bench-peers autobahn clean
 
 all: build
 
@@ -89,6 +89,10 @@ bench:
 
 clean:
 	rm -rf bin benchmarks/out
+
+## autobahn: the Autobahn TestSuite's fuzzingclient against /echo, without and with -compression (needs WSTEST; not part of test)
+autobahn:
+	bash conformance/autobahn/run.sh
 
 ## bench-peers: Herald against nbio, gorilla, coder and gobwas through the same loadtest scenarios; rewrites benchmarks/RESULTS.md
 bench-peers:
