@@ -11,7 +11,7 @@ SCALE       ?= 1000000
 BIN         := bin/herald
 PKGS        := ./...
 
-.PHONY: all build run test lint fmt vet staticcheck unit soak allocs node-deps browser-deps promtool-deps test-deps proxy-deps fuzz bench bench-peers bench-scale clean
+.PHONY: all build run test lint fmt vet staticcheck unit soak allocs node-deps browser-deps promtool-deps test-deps proxy-deps fuzz bench bench-peers bench-scale autobahn clean
 
 all: build
 
@@ -90,6 +90,10 @@ bench:
 
 clean:
 	rm -rf bin benchmarks/out
+
+## autobahn: the Autobahn TestSuite's fuzzingclient against /echo, without and with -compression (needs WSTEST; not part of test)
+autobahn:
+	bash conformance/autobahn/run.sh
 
 ## bench-peers: Herald against nbio, gorilla, coder, gobwas and the write(2)-per-socket floor through the same loadtest scenarios (broadcasts and sustained fan-out); rewrites benchmarks/RESULTS.md
 bench-peers:
