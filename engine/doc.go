@@ -18,6 +18,10 @@
 // VisitOpen (visit.go) walks every loop's connection list once, on the
 // loops, for the server API's commands by user: no per-user index is kept.
 //
+// After a burst of thousands of connections opened or closed, once half a
+// second passes without a new one, gnet's ticker hands the heap's garbage
+// back to the operating system (settle.go), at most every 10 s.
+//
 // Shutdown spreads the close 1001s evenly over the grace: of the n
 // sessions open when it starts, session i gets its close at about
 // i*grace/n (a stream session, SSE, gets a FIN instead; the sweep also

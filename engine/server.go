@@ -55,6 +55,8 @@ type Server struct {
 	refusedPerIP atomic.Int64
 
 	conns    atomic.Int64
+	churn    atomic.Int64 // connections opened plus closed, for settle
+	settle   settler
 	draining atomic.Bool
 
 	eng    gnet.Engine
@@ -408,6 +410,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 			return refusal, gnet.Close
 		}
 	}
+	s.churn.Add(1)
 	e := &conn{}
 	e.Init(c, l.state, now)
 	l.conns.push(e)
@@ -448,6 +451,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	l.conns.remove(e)
 	l.open.Add(-1)
 	s.conns.Add(-1)
+	s.churn.Add(1)
 	if s.cfg.MaxConnsPerIP > 0 {
 		// Every admitted connection with a TCP address was counted.
 		if ip, ok := ipOf(c.RemoteAddr()); ok {
@@ -463,6 +467,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	for _, l := range s.loopList() {
 		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(l.sweep))
 	}
+	s.settle.tick(time.Now(), s.churn.Load())
 	return s.tick, gnet.None
 }
 
