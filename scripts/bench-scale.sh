@@ -92,6 +92,14 @@ raise net.core.somaxconn 65535
 raise net.ipv4.tcp_max_syn_backlog 65535
 raise net.core.netdev_max_backlog 65536
 raise fs.file-max $(( 3 * SCALE + 262144 ))
+# The wider port range would let the nodes' own outgoing connections (to
+# NATS, the generator's dials) take the ports they are about to listen
+# on: reserve those first.
+reserved_old=$(sysctl -n net.ipv4.ip_local_reserved_ports 2>/dev/null || true)
+if sysctl -q -w net.ipv4.ip_local_reserved_ports="$PORT,$NATS_PORT,$API_BASE-$((API_BASE + NODES))" >/dev/null 2>&1; then
+	SAVED+=("net.ipv4.ip_local_reserved_ports=$reserved_old")
+	log "sysctl net.ipv4.ip_local_reserved_ports: $PORT,$NATS_PORT,$API_BASE-$((API_BASE + NODES))"
+fi
 raise net.ipv4.ip_local_port_range "1024 65535"
 raise net.ipv4.tcp_mem "1048576 2097152 4194304"
 
@@ -101,7 +109,9 @@ log "building herald and natsd"
 
 "$WORK/natsd" -port "$NATS_PORT" -store "$WORK/nats" >"$WORK/natsd.log" 2>&1 &
 PIDS+=($!)
-per_node=$(( (SCALE + NODES - 1) / NODES + 100 ))
+# SO_REUSEPORT spreads connections by a hash, not evenly: each node may
+# take up to what its open-file limit allows, not just its share.
+per_node=19800
 api_urls=()
 herald_pids=()
 for ((i = 0; i < NODES; i++)); do
