@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"sync"
 
 	"github.com/herald-ws/herald/session"
 )
@@ -16,13 +15,14 @@ import (
 // once, so it must synchronise what it shares, and after VisitOpen
 // returns with ctx's error a late loop may still call it. Must not run on
 // an event loop. A loop that cannot take the task (the engine is
-// stopping) leaves VisitOpen waiting for ctx.
+// stopping) is skipped: its sessions are closing anyway. It starts no
+// goroutine: the loops' tasks report to a channel with room for all.
 func (s *Server) VisitOpen(ctx context.Context, visit func(*session.Session)) error {
-	var wg sync.WaitGroup
-	for _, l := range s.loopList() {
-		wg.Add(1)
-		_ = l.exec(func() {
-			defer wg.Done()
+	loops := s.loopList()
+	done := make(chan struct{}, len(loops)) // one token per loop that went through its list
+	pending := 0
+	for _, l := range loops {
+		err := l.exec(func() {
 			for i := l.conns.len() - 1; i >= 0; i-- {
 				if i >= l.conns.len() {
 					continue
@@ -31,14 +31,18 @@ func (s *Server) VisitOpen(ctx context.Context, visit func(*session.Session)) er
 					visit(&e.Session)
 				}
 			}
+			done <- struct{}{}
 		})
+		if err == nil {
+			pending++
+		}
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for ; pending > 0; pending-- {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }

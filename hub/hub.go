@@ -315,8 +315,9 @@ func (h *Hub) Deliver(p broker.Publication) {
 		return
 	}
 	f := encode(p, h.cfg.Compression, h.cfg.CompressionMinSize, len(loops))
+	conflate := h.cfg.Conflate != nil && h.cfg.Conflate(p.Channel) // once per publication, not per loop
 	for _, ls := range loops {
-		h.push(ls.inbox, ls, p, f)
+		h.push(ls.inbox, ls, p, f, conflate)
 	}
 }
 

@@ -129,9 +129,9 @@ func (h *Hub) overHighWater(in *inbox) bool {
 // channel's publication still queued, if any (a loop that far behind
 // gets the newest only); otherwise ls's subscribers are marked to recover
 // from history, which holds what they missed, so nothing is lost silently.
-func (h *Hub) push(in *inbox, ls *loopSubs, p broker.Publication, f *sharedFrame) {
+// conflate says whether the channel is conflated (Config.Conflate).
+func (h *Hub) push(in *inbox, ls *loopSubs, p broker.Publication, f *sharedFrame, conflate bool) {
 	size := len(f.plain)
-	conflate := h.cfg.Conflate != nil && h.cfg.Conflate(ls.name)
 	schedule := false
 	in.mu.Lock()
 	full := in.live >= h.cfg.InboxPublications || (in.live > 0 && in.bytes+size > h.cfg.InboxBytes)
