@@ -120,3 +120,53 @@ func timeAPI(b *testing.B, n *server.Node, path string, rounds int) float64 {
 	}
 	return float64(time.Since(start).Nanoseconds()) / float64(rounds)
 }
+
+// BenchmarkPresenceJoinLeaveBroadcast compares, in one run, the
+// publish-to-last-subscriber latency of a channel whose members were told
+// of every join (-presence-join-leave on) with the same channel on a node
+// without it. Every member reads everything (joins included), so the
+// latency is to the last of them. 2,000 members: filling a join/leave
+// channel of N sends N²/2 join frames, 50 million at 10,000, which this
+// machine does not send in a benchmark's time (README, Presence).
+func BenchmarkPresenceJoinLeaveBroadcast(b *testing.B) {
+	const members, pubs = 2000, 20
+	for _, joinLeave := range []bool{false, true} {
+		n := testutil.StartNode(b, testutil.NodeOptions{PresenceChannels: []string{"room:*"}, PresenceJoinLeave: joinLeave, HistorySize: 10})
+		clients := dial(b, n, members)
+		subscribeAll(b, clients, "room:1")
+		// Drain the joins each member was sent after its own ack.
+		fence := testutil.Publish(b, n, "room:1", `"fence"`)
+		readUntil := func(c *testutil.WSClient, off uint64) {
+			for {
+				m, err := c.Next(30 * time.Second)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if m.Op == "message" && m.Offset >= off {
+					return
+				}
+			}
+		}
+		for _, c := range clients {
+			readUntil(c, fence)
+		}
+		var total time.Duration
+		for range pubs {
+			start := time.Now()
+			off := testutil.Publish(b, n, "room:1", 1)
+			for _, c := range clients {
+				readUntil(c, off)
+			}
+			total += time.Since(start)
+		}
+		name := "off"
+		if joinLeave {
+			name = "on"
+		}
+		b.ReportMetric(float64(total.Microseconds())/pubs/1000, "ms/publish-to-last-joinleave-"+name)
+		for _, c := range clients {
+			_ = c.Conn.Close()
+		}
+		n.Stop()
+	}
+}
