@@ -78,6 +78,8 @@ type Params struct {
 	ClientLoops  int      `json:"client_loops,omitempty"`
 	BroadcastURL string   `json:"broadcast_url,omitempty"`
 	Transport    string   `json:"transport,omitempty"`
+	Concurrency  int      `json:"publish_concurrency,omitempty"`
+	Drain        string   `json:"drain,omitempty"`
 	ChurnRate    float64  `json:"churn_rate,omitempty"`
 	ChurnStable  float64  `json:"churn_stable,omitempty"`
 	Thresholds   []string `json:"thresholds,omitempty"` // -assert, filled in by the caller
@@ -97,7 +99,7 @@ func (c Config) params() *Params {
 	case "push", "churn":
 		p.APIURL, p.Channels, p.PubRate, p.Prefix, p.ClientLoops, p.BroadcastURL =
 			c.Push.APIURL, c.Push.Channels, c.Push.Rate, c.Push.Prefix, c.Push.Loops, c.Push.BroadcastURL
-		p.Transport = c.Push.Transport
+		p.Transport, p.Concurrency, p.Drain = c.Push.Transport, c.Push.Concurrency, c.Push.Drain.String()
 		if c.Push.APIKey != "" {
 			p.APIKey = "(set)"
 		}
@@ -242,7 +244,7 @@ func (c Config) HardDeadline() time.Duration {
 	} else {
 		setup += time.Duration(c.Conns) * time.Millisecond
 	}
-	return setup + c.Duration + 30*time.Second
+	return setup + c.Duration + c.Push.Drain + 30*time.Second
 }
 
 // ParseIPRange parses "127.0.0.2-127.0.0.254", a single address, or a

@@ -178,6 +178,31 @@ func TestHardDeadline(t *testing.T) {
 	}
 }
 
+func TestPushDrainAndConcurrency(t *testing.T) {
+	c := Config{Scenario: "push", URL: "ws://127.0.0.1:1/ws", Conns: 1000, Rate: 1000, Duration: 10 * time.Second,
+		Push: PushConfig{APIURL: "http://127.0.0.1:2"}}
+	if err := c.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Push.Concurrency != 64 || c.Push.Drain != time.Second {
+		t.Fatalf("defaults: concurrency %d, drain %v; want 64 and 1s", c.Push.Concurrency, c.Push.Drain)
+	}
+	// 10 s dial timeout + 30 s + 1 s of connections + 10 s + the drain + 30 s.
+	c.Push.Drain = time.Minute
+	if got := c.HardDeadline(); got != 141*time.Second {
+		t.Errorf("HardDeadline with a 1-minute drain = %v, want 2m21s", got)
+	}
+	if p := c.params(); p.Drain != "1m0s" || p.Concurrency != 64 {
+		t.Errorf("params record drain %q, concurrency %d", p.Drain, p.Concurrency)
+	}
+	for _, bad := range []PushConfig{{APIURL: "http://127.0.0.1:2", Concurrency: -1}, {APIURL: "http://127.0.0.1:2", Drain: -time.Second}} {
+		c := Config{Scenario: "push", URL: "ws://127.0.0.1:1/ws", Conns: 1, Duration: time.Second, Push: bad}
+		if err := c.defaults(); err == nil {
+			t.Errorf("%+v: accepted", bad)
+		}
+	}
+}
+
 func TestUnknownScenario(t *testing.T) {
 	_, err := Run(t.Context(), Config{Scenario: "soak", URL: "ws://127.0.0.1:1/", Conns: 1, Duration: time.Second})
 	if err == nil || !strings.Contains(err.Error(), "unknown scenario") {

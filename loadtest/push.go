@@ -48,6 +48,14 @@ type PushConfig struct {
 	// "poll" (see transport.go), with the same loss, duplicate and
 	// latency accounting.
 	Transport string
+	// Concurrency bounds the publish calls in flight (default 64); a high
+	// Rate against an API whose calls take tens of milliseconds (a
+	// replicated stream, a loaded node) needs more.
+	Concurrency int
+	// Drain is how long the run keeps counting deliveries after the last
+	// publication (default 1s); a broadcast that takes seconds to reach
+	// every subscriber needs more, or its tail counts as lost.
+	Drain time.Duration
 }
 
 // pushDefaults fills in the push settings of a push or churn run.
@@ -67,6 +75,15 @@ func (c *Config) pushDefaults() error {
 	}
 	if pc.Loops <= 0 {
 		pc.Loops = 2
+	}
+	if pc.Concurrency < 0 || pc.Drain < 0 {
+		return fmt.Errorf("loadtest: publish concurrency and drain must not be negative")
+	}
+	if pc.Concurrency == 0 {
+		pc.Concurrency = 64
+	}
+	if pc.Drain == 0 {
+		pc.Drain = time.Second
 	}
 	if err := c.checkTransport(); err != nil {
 		return err
@@ -143,13 +160,13 @@ func newPublisher(cfg Config) *publisher {
 // calls failed. Publication seq goes to endpoint seq round-robin.
 func (p *publisher) run(ctx context.Context, start time.Time, d time.Duration) int {
 	pc := p.pc
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, TLSClientConfig: p.tls}}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: pc.Concurrency, TLSClientConfig: p.tls}}
 	defer client.CloseIdleConnections()
 	interval := time.Duration(float64(time.Second) / pc.Rate)
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
 	var errs atomic.Int32
-	sem := make(chan struct{}, 64)
+	sem := make(chan struct{}, pc.Concurrency)
 	for seq := 0; seq < p.max && time.Now().Before(deadline) && ctx.Err() == nil; seq++ {
 		if wait := time.Until(start.Add(time.Duration(seq) * interval)); wait > 0 {
 			sleep(ctx, wait)

@@ -189,7 +189,7 @@ func run(ctx context.Context, cfg Config) (*Result, error) {
 		_ = sample(&after)
 	case pub != nil:
 		pubErrs = pub.run(ctx, phase, cfg.Duration)
-		sleep(ctx, time.Second) // let the last publications arrive
+		sleep(ctx, cfg.Push.Drain) // let the last publications arrive
 		_ = sample(&after)
 	default:
 		sleep(ctx, cfg.Duration)

@@ -14,6 +14,10 @@
 #   DURATION       how long each phase publishes (default 30s)
 #   BROADCAST_RATE broadcast publications per second (default 1)
 #   PERSONAL_RATE  personal publications per second (default 10000)
+#   DRAIN          how long each phase keeps counting deliveries after its
+#                  last publication (default 20s; a broadcast to a million
+#                  sockets takes seconds per publication on 2 cores)
+#   PUB_CONCURRENCY publish calls in flight (default 1024)
 #   PHASES         which phases to run (default "broadcast personal")
 #   TIMEOUT        hard bound on the whole run in seconds (default 1800)
 #   OUT            result directory (default benchmarks/out/scale)
@@ -33,6 +37,8 @@ DURATION=${DURATION:-30s}
 BROADCAST_RATE=${BROADCAST_RATE:-1}
 PERSONAL_RATE=${PERSONAL_RATE:-10000}
 PHASES=${PHASES:-broadcast personal}
+DRAIN=${DRAIN:-20s}
+PUB_CONCURRENCY=${PUB_CONCURRENCY:-1024}
 TIMEOUT=${TIMEOUT:-1800}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/benchmarks/out/scale}
@@ -184,7 +190,7 @@ for phase in $PHASES; do
 	log "phase $phase: $SCALE subscribers over $channels channels, $rate publications/s for $DURATION, $PROCS generator processes"
 	"$WORK/herald" loadtest -scenario push -url "ws://127.0.0.1:$PORT/ws" -conns "$SCALE" -procs "$PROCS" \
 		-source-ips 127.0.0.2-127.0.0.254 -api-url "$API_LIST" -channels "$channels" -channel-prefix "$prefix" \
-		-pub-rate "$rate" -duration "$DURATION" -out "$OUT/$phase.json" >"$OUT/$phase.txt" 2>"$WORK/loadtest-$phase.log" &
+		-pub-rate "$rate" -duration "$DURATION" -drain "$DRAIN" -pub-concurrency "$PUB_CONCURRENCY" -out "$OUT/$phase.json" >"$OUT/$phase.txt" 2>"$WORK/loadtest-$phase.log" &
 	LT_PID=$!
 	PIDS+=($LT_PID)
 	cpu0=$(herald_cpu_ticks)
