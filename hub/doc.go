@@ -41,6 +41,12 @@
 // any offset already sent. The client sees no gap and no duplicate however
 // publishes race with the subscribe.
 //
+// A subscribe without a position needs only the channel's top offset
+// (tops.go): the reads of one channel are coalesced, each subscribe
+// joining the next read that starts after it registered (never one
+// already in flight), so a node makes one broker request per round trip
+// per channel however many clients subscribe at once.
+//
 // SubscribeLast (last.go) is the same recovery with its starting point
 // taken from the history: the newest N publications, then the live ones.
 // Visit and Notify (visit.go) reach a channel's local subscribers on their

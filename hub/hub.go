@@ -89,6 +89,7 @@ type Hub struct {
 	metrics       *Metrics
 
 	pool *workpool.Pool
+	tops topReads // coalesced top reads of subscribes without a position
 
 	// dirty are channels whose broker interest may need dropping, settled
 	// by one reconciler goroutine. A set, so it is bounded by the number of
@@ -424,16 +425,23 @@ func (h *Hub) Subscribe(s *session.Session, channelName string, since *uint64, a
 	// Interest is settled before the history is read: whatever is
 	// published after the read reaches this node live, and until then the
 	// subscription holds live messages back.
-	h.run(s, func() (broker.Recovery, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.reconcile(channelName); err != nil {
-			return broker.Recovery{}, err
-		}
-		return h.broker.Recover(ctx, channelName, from, history)
-	}, func(rec broker.Recovery, err error) {
+	finish := func(rec broker.Recovery, err error) {
 		h.finishSubscribe(sub, rec, err, history, from, ack)
-	})
+	}
+	if !history && !h.inline {
+		// Only the top is needed: one read serves every subscribe of the
+		// channel that arrived while the previous one ran.
+		h.readTop(s, channelName, finish)
+	} else {
+		h.run(s, func() (broker.Recovery, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := h.reconcile(channelName); err != nil {
+				return broker.Recovery{}, err
+			}
+			return h.broker.Recover(ctx, channelName, from, history)
+		}, finish)
+	}
 	if sub.closed {
 		return nil // refused at once (a full worker pool, a broker error)
 	}
