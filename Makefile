@@ -101,4 +101,4 @@ bench-peers:
 
 ## bench-scale: SCALE connections (default a million) over herald processes sharing one SO_REUSEPORT port and NATS; raises sysctls for the run (root), bounded by TIMEOUT, kills every process it started. Small check: make bench-scale SCALE=20000 NODES=2 DURATION=8s
 bench-scale:
-	SCALE=$(SCALE) $(if $(NODES),NODES=$(NODES)) $(if $(PROCS),PROCS=$(PROCS)) $(if $(DURATION),DURATION=$(DURATION)) $(if $(TIMEOUT),TIMEOUT=$(TIMEOUT)) $(if $(PHASES),PHASES="$(PHASES)") $(if $(PERSONAL_RATE),PERSONAL_RATE=$(PERSONAL_RATE)) $(if $(BROADCAST_RATE),BROADCAST_RATE=$(BROADCAST_RATE)) $(if $(DRAIN),DRAIN=$(DRAIN)) $(if $(PUB_CONCURRENCY),PUB_CONCURRENCY=$(PUB_CONCURRENCY)) ./scripts/bench-scale.sh
+	SCALE=$(SCALE) $(if $(NODES),NODES=$(NODES)) $(if $(PROCS),PROCS=$(PROCS)) $(if $(DURATION),DURATION=$(DURATION)) $(if $(TIMEOUT),TIMEOUT=$(TIMEOUT)) $(if $(PHASES),PHASES="$(PHASES)") $(if $(PERSONAL_RATE),PERSONAL_RATE=$(PERSONAL_RATE)) $(if $(BROADCAST_RATE),BROADCAST_RATE=$(BROADCAST_RATE)) $(if $(DRAIN),DRAIN=$(DRAIN)) $(if $(PUB_CONCURRENCY),PUB_CONCURRENCY=$(PUB_CONCURRENCY)) $(if $(RATE),RATE=$(RATE)) ./scripts/bench-scale.sh
