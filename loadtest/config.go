@@ -233,14 +233,15 @@ func splitList(s string) []string {
 }
 
 // HardDeadline is the longest a run of c may take: set-up (every
-// connection at Rate, or at no less than 1,000 per second, plus a dial
+// connection at half of Rate, or at no less than 1,000 per second, plus a dial
 // timeout and a margin for subscribing), Duration, and a drain margin. Run
 // gives up at this point, and `herald loadtest` exits shortly after.
 func (c Config) HardDeadline() time.Duration {
 	_ = c.defaults()
 	setup := c.DialTimeout + 30*time.Second
 	if c.Rate > 0 {
-		setup += time.Duration(float64(c.Conns) / float64(c.Rate) * float64(time.Second))
+		// Twice the time the rate implies: a loaded machine falls behind it.
+		setup += time.Duration(2 * float64(c.Conns) / float64(c.Rate) * float64(time.Second))
 	} else {
 		setup += time.Duration(c.Conns) * time.Millisecond
 	}

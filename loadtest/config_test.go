@@ -173,8 +173,9 @@ func TestHardDeadline(t *testing.T) {
 		t.Errorf("HardDeadline = %v, want 2m20s", got)
 	}
 	c.Rate = 10000
-	if got := c.HardDeadline(); got != 95*time.Second {
-		t.Errorf("at 10,000/s HardDeadline = %v, want 1m35s", got)
+	// 10 s + 30 s + 50,000 at half of 10,000/s + 20 s + 30 s.
+	if got := c.HardDeadline(); got != 100*time.Second {
+		t.Errorf("at 10,000/s HardDeadline = %v, want 1m40s", got)
 	}
 }
 
@@ -187,10 +188,10 @@ func TestPushDrainAndConcurrency(t *testing.T) {
 	if c.Push.Concurrency != 64 || c.Push.Drain != time.Second {
 		t.Fatalf("defaults: concurrency %d, drain %v; want 64 and 1s", c.Push.Concurrency, c.Push.Drain)
 	}
-	// 10 s dial timeout + 30 s + 1 s of connections + 10 s + the drain + 30 s.
+	// 10 s dial timeout + 30 s + 2 s of connections + 10 s + the drain + 30 s.
 	c.Push.Drain = time.Minute
-	if got := c.HardDeadline(); got != 141*time.Second {
-		t.Errorf("HardDeadline with a 1-minute drain = %v, want 2m21s", got)
+	if got := c.HardDeadline(); got != 142*time.Second {
+		t.Errorf("HardDeadline with a 1-minute drain = %v, want 2m22s", got)
 	}
 	if p := c.params(); p.Drain != "1m0s" || p.Concurrency != 64 {
 		t.Errorf("params record drain %q, concurrency %d", p.Drain, p.Concurrency)
