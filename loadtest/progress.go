@@ -40,6 +40,18 @@ func (m *meter) record(us int64) {
 	m.mu.Unlock()
 }
 
+// recordAll records latencies given in nanoseconds, under one lock.
+func (m *meter) recordAll(ns []int64) {
+	if m.interval == nil {
+		return
+	}
+	m.mu.Lock()
+	for _, v := range ns {
+		_ = m.interval.RecordValue(max(v/1000, 1))
+	}
+	m.mu.Unlock()
+}
+
 // merge adds a worker's interval to the current one.
 func (m *meter) merge(h *hdrhistogram.Histogram) {
 	if m.interval == nil {

@@ -291,10 +291,14 @@ type pushPart struct {
 	opened     int
 	subs       []*subscriber
 	perChannel []int
-	recv       []atomic.Int32 // per publication: subscribers that got it
-	lastNs     []atomic.Int64 // per publication: latest delivery latency
 
+	// mu guards the accounting shared by the loops. It is taken once per
+	// read (see tally), not once per message: at a million deliveries a
+	// second, per-message locks and atomics on counters every loop touches
+	// cost the generator more than parsing.
 	mu     sync.Mutex
+	recv   []int32 // per publication: subscribers that got it
+	lastNs []int64 // per publication: latest delivery latency
 	lat    *hdrhistogram.Histogram // first deliveries, µs
 	closes int
 
@@ -317,8 +321,8 @@ func newPushPart(cfg Config, sh share, m *meter) *pushPart {
 		m:          m,
 		maxPubs:    n,
 		perChannel: make([]int, cfg.Push.Channels),
-		recv:       make([]atomic.Int32, n),
-		lastNs:     make([]atomic.Int64, n),
+		recv:       make([]int32, n),
+		lastNs:     make([]int64, n),
 		lat:        newHistogram(),
 		live:       map[*conn]struct{}{},
 	}
@@ -496,7 +500,9 @@ func (pp *pushPart) readStream(c *conn, s *subscriber) {
 		switch f.OpCode {
 		case ws.OpText:
 			if s != nil {
-				pp.onMessage(s, f.Payload, time.Now().UnixNano())
+				var t tally
+				pp.onMessage(s, f.Payload, time.Now().UnixNano(), &t)
+				pp.flush(&t)
 			}
 		case ws.OpPing:
 			_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -518,24 +524,22 @@ func (pp *pushPart) report() *partReport {
 	r := pp.p.report()
 	r.Opened = pp.opened
 	pr := &pushReport{PerChannel: pp.perChannel}
+	pp.mu.Lock()
 	n := 0
-	for i := range pp.recv {
-		if pp.recv[i].Load() > 0 {
+	for i, c := range pp.recv {
+		if c > 0 {
 			n = i + 1
 		}
 	}
-	pr.Received = make([]int32, n)
-	pr.LastNs = make([]int64, n)
-	for i := range n {
-		pr.Received[i] = pp.recv[i].Load()
-		pr.LastNs[i] = pp.lastNs[i].Load()
-		r.Messages += int64(pr.Received[i])
+	pr.Received = append([]int32(nil), pp.recv[:n]...)
+	pr.LastNs = append([]int64(nil), pp.lastNs[:n]...)
+	for _, c := range pr.Received {
+		r.Messages += int64(c)
 	}
 	for _, s := range pp.subs {
 		pr.Duplicates += s.dups
 		pr.OutOfOrder += s.outOfOrder
 	}
-	pp.mu.Lock()
 	pr.Closes = pp.closes
 	pr.Latency = exportHist(pp.lat)
 	pp.mu.Unlock()
@@ -611,6 +615,8 @@ func (pp *pushPart) OnTraffic(c gnet.Conn) gnet.Action {
 	in, _ := c.Peek(-1)
 	now := time.Now().UnixNano()
 	consumed := 0
+	var t tally
+	defer pp.flush(&t)
 	if pp.cfg.Push.Transport == TransportSSE {
 		for {
 			data, n := nextEvent(in[consumed:])
@@ -619,7 +625,7 @@ func (pp *pushPart) OnTraffic(c gnet.Conn) gnet.Action {
 			}
 			consumed += n
 			if s != nil && data != nil {
-				pp.onMessage(s, data, now)
+				pp.onMessage(s, data, now, &t)
 			}
 		}
 		if consumed > 0 {
@@ -636,7 +642,7 @@ func (pp *pushPart) OnTraffic(c gnet.Conn) gnet.Action {
 		switch op {
 		case ws.OpText:
 			if s != nil {
-				pp.onMessage(s, payload, now)
+				pp.onMessage(s, payload, now, &t)
 			}
 		case ws.OpPing:
 			_, _ = c.Write(appendClientFrame(nil, ws.OpPong, payload))
@@ -665,10 +671,37 @@ func (pp *pushPart) OnClose(_ gnet.Conn, err error) gnet.Action {
 	return gnet.None
 }
 
+// tally holds one read's first deliveries until flush adds them to the
+// shared accounting under one lock.
+type tally struct {
+	n   int
+	seq [64]uint32
+	lat [64]int64 // ns
+}
+
+// flush adds t's deliveries to the part's accounting and empties t.
+func (pp *pushPart) flush(t *tally) {
+	if t.n == 0 {
+		return
+	}
+	pp.mu.Lock()
+	for i := range t.n {
+		seq, lat := t.seq[i], t.lat[i]
+		_ = pp.lat.RecordValue(max(lat/1000, 1))
+		pp.recv[seq]++
+		pp.lastNs[seq] = max(pp.lastNs[seq], lat)
+	}
+	pp.mu.Unlock()
+	pp.m.recordAll(t.lat[:t.n])
+	pp.m.msgs.Add(int64(t.n))
+	t.n = 0
+}
+
 // onMessage accounts for one message to s: a publication's first arrival
-// is a delivery, a second one a duplicate; an offset below the highest
-// seen is out of order. p aliases the loop's buffer.
-func (pp *pushPart) onMessage(s *subscriber, p []byte, now int64) {
+// is a delivery (kept in t until flush), a second one a duplicate; an
+// offset below the highest seen is out of order. p aliases the loop's
+// buffer.
+func (pp *pushPart) onMessage(s *subscriber, p []byte, now int64, t *tally) {
 	seq, ok := jsonUint(p, `"seq":`)
 	if !ok {
 		return // not one of ours
@@ -696,21 +729,11 @@ func (pp *pushPart) onMessage(s *subscriber, p []byte, now int64) {
 		s.last = offset
 	}
 	sent, _ := jsonUint(p, `"t":`)
-	lat := now - int64(sent)
-	us := max(lat/1000, 1)
-	pp.mu.Lock()
-	_ = pp.lat.RecordValue(us)
-	pp.mu.Unlock()
-	pp.m.record(us)
-	pp.m.msgs.Add(1)
-	pp.recv[seq].Add(1)
-	last := &pp.lastNs[seq]
-	for {
-		old := last.Load()
-		if lat <= old || last.CompareAndSwap(old, lat) {
-			break
-		}
+	if t.n == len(t.seq) {
+		pp.flush(t)
 	}
+	t.seq[t.n], t.lat[t.n] = uint32(seq), now-int64(sent)
+	t.n++
 }
 
 // fillPush tallies the parts' receipts against the publisher's list: a

@@ -202,9 +202,11 @@ func (pp *pushPart) startPolling(c *conn, s *subscriber, host, channel string, s
 			}
 			now := time.Now().UnixNano()
 			if s != nil {
+				var t tally
 				for _, m := range a.Messages {
-					pp.onMessage(s, m, now)
+					pp.onMessage(s, m, now, &t)
 				}
+				pp.flush(&t)
 			}
 			if pos, ok := a.Since[channel]; ok {
 				since = pos
