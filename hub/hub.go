@@ -351,7 +351,7 @@ func (h *Hub) recoverLoop(sl *loopSubs) {
 // a connection is never left open over a silent hole.
 func (h *Hub) resync(sub *Subscription) {
 	sub.pending = true
-	sub.held = new([]broker.Publication)
+	sub.held = nil // allocated when the first publication is held back
 	from := sub.last
 	s := sub.sess
 	finish := func(rec broker.Recovery, err error) {
@@ -367,10 +367,19 @@ func (h *Hub) resync(sub *Subscription) {
 		h.replay(sub, rec, true, from)
 	}
 	h.run(s, func() (broker.Recovery, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := h.callContext()
 		defer cancel()
 		return h.broker.Recover(ctx, sub.Channel(), from, true)
 	}, finish)
+}
+
+// callContext bounds one broker call. A broker that never blocks needs
+// no bound, and a subscribe then allocates no timer.
+func (h *Hub) callContext() (context.Context, context.CancelFunc) {
+	if h.inline {
+		return context.Background(), func() {}
+	}
+	return context.WithTimeout(context.Background(), 10*time.Second)
 }
 
 // run calls call off the loop (on the worker pool) and then done on s's
@@ -413,7 +422,7 @@ func (h *Hub) Subscribe(s *session.Session, channelName string, since *uint64, a
 		ack(SubscribeResult{Err: ErrTooManyChannels})
 		return nil
 	}
-	sub := &Subscription{sess: s, ls: sl, pending: true, held: new([]broker.Publication)}
+	sub := &Subscription{sess: s, ls: sl, pending: true}
 	sub.slot = int32(len(sl.list))
 	sl.list = append(sl.list, sub)
 	h.subscriptions.Add(1)

@@ -346,6 +346,9 @@ func (h *Hub) deliverTo(in *inbox, it *queued) (sent int64) {
 			continue
 		}
 		if sub.pending {
+			if sub.held == nil {
+				sub.held = new([]broker.Publication) // the first held back
+			}
 			if len(*sub.held) >= h.cfg.MaxPending {
 				sub.sess.Abort(session.CloseSlowConsumer)
 				continue

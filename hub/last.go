@@ -1,8 +1,6 @@
 package hub
 
 import (
-	"context"
-	"time"
 
 	"github.com/herald-ws/herald/broker"
 	"github.com/herald-ws/herald/session"
@@ -22,12 +20,12 @@ func (h *Hub) SubscribeLast(s *session.Session, channelName string, n int, ack f
 		ack(SubscribeResult{Err: ErrTooManyChannels})
 		return nil
 	}
-	sub := &Subscription{sess: s, ls: sl, pending: true, held: new([]broker.Publication)}
+	sub := &Subscription{sess: s, ls: sl, pending: true}
 	sub.slot = int32(len(sl.list))
 	sl.list = append(sl.list, sub)
 	h.subscriptions.Add(1)
 	h.run(s, func() (broker.Recovery, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := h.callContext()
 		defer cancel()
 		if err := h.reconcile(channelName); err != nil {
 			return broker.Recovery{}, err

@@ -1,9 +1,9 @@
 package push
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -49,24 +49,31 @@ const (
 )
 
 // pollClient is one held poll, in session.Value; its loop only.
+//
+// A server holds one per pending poll, so it is kept small (144 bytes):
+// the deadline is set when the request is read, and a failure, which is
+// rare, has its own allocation.
 type pollClient struct {
 	hub       *hub.Hub
 	st        sseClient // channels and positions
-	timeout   time.Duration
-	deadline  int64 // unix nanoseconds
+	deadline  int64     // unix nanoseconds
 	origin    string
 	msgs      []byte // the gathered message JSON, comma-separated
-	acked     int    // channels whose subscribe has answered
+	fail      *pollFailure
+	acked     int32 // channels whose subscribe has answered
+	immediate bool  // timeout=0: answer as soon as every subscribe has
 	recovered bool
 	queued    bool // an answer check is queued on the loop
 	answered  bool
-	failCode  string // a subscribe failed
-	failMsg   string
 }
+
+// pollFailure is a failed subscribe's error.
+type pollFailure struct{ code, msg string }
 
 // Authorize reads the request; the poll is held only if it is valid.
 func (h *Poll) Authorize(s *session.Session, r *codec.Request) (int, string) {
-	p := &pollClient{hub: h.cfg.Hub, timeout: DefaultPollTimeout, recovered: true}
+	p := &pollClient{hub: h.cfg.Hub, recovered: true}
+	timeout := DefaultPollTimeout
 	if status, body := parseStream(&h.cfg, h.anon, r, &p.st); status != 0 {
 		return status, body
 	}
@@ -82,8 +89,10 @@ func (h *Poll) Authorize(s *session.Session, r *codec.Request) (int, string) {
 		if d < 0 || d > MaxPollTimeout {
 			return 400, "timeout must be between 0 and 5m"
 		}
-		p.timeout = d
+		timeout = d
 	}
+	p.immediate = timeout == 0
+	p.deadline = time.Now().Add(timeout).UnixNano()
 	p.origin = string(r.Origin)
 	s.Value = p
 	return 0, ""
@@ -92,10 +101,11 @@ func (h *Poll) Authorize(s *session.Session, r *codec.Request) (int, string) {
 // queryValue is the first value of key in a raw query (not unescaped:
 // the values read this way need no escapes).
 func queryValue(q []byte, key string) (string, bool) {
-	for _, pair := range strings.Split(string(q), "&") {
-		k, v, _ := strings.Cut(pair, "=")
-		if k == key {
-			return v, true
+	for len(q) > 0 {
+		var pair []byte
+		pair, q, _ = bytes.Cut(q, []byte("&"))
+		if k, v, _ := bytes.Cut(pair, []byte("=")); string(k) == key {
+			return string(v), true
 		}
 	}
 	return "", false
@@ -115,7 +125,6 @@ func (h *Poll) OnOpen(s *session.Session) {
 	if p == nil {
 		return
 	}
-	p.deadline = time.Now().Add(p.timeout).UnixNano()
 	p.st.subscribeAll(h.cfg.Hub, s, func(name string, since *uint64, res hub.SubscribeResult) {
 		h.ack(s, p, name, since, res)
 	})
@@ -129,11 +138,11 @@ func (h *Poll) ack(s *session.Session, p *pollClient, name string, since *uint64
 	p.acked++
 	if res.Err != nil {
 		ch.sub = nil
-		p.failCode = CodeUnavailable
+		code := CodeUnavailable
 		if errors.Is(res.Err, hub.ErrTooManyChannels) || errors.Is(res.Err, broker.ErrTooManyChannels) {
-			p.failCode = CodeTooManyChannels
+			code = CodeTooManyChannels
 		}
-		p.failMsg = "subscribe " + name + " failed: " + res.Err.Error()
+		p.fail = &pollFailure{code, "subscribe " + name + " failed: " + res.Err.Error()}
 	} else {
 		if since == nil || *since > res.Offset {
 			ch.pos = res.Offset // positioned at the top
@@ -143,7 +152,7 @@ func (h *Poll) ack(s *session.Session, p *pollClient, name string, since *uint64
 			p.recovered = false
 		}
 	}
-	if p.acked == len(p.st.chans) || res.Err != nil {
+	if int(p.acked) == len(p.st.chans) || res.Err != nil {
 		p.queue(s) // after the history this subscribe replays
 	}
 }
@@ -189,7 +198,7 @@ func (p *pollClient) maybeAnswer(s *session.Session, now time.Time) {
 	if p.answered || s.State() != session.StateOpen || s.Value != any(p) {
 		return
 	}
-	if len(p.msgs) == 0 && p.failCode == "" && now.UnixNano() < p.deadline && !(p.timeout == 0 && p.acked == len(p.st.chans)) {
+	if len(p.msgs) == 0 && p.fail == nil && now.UnixNano() < p.deadline && !(p.immediate && int(p.acked) == len(p.st.chans)) {
 		return
 	}
 	p.answer(s)
@@ -207,9 +216,9 @@ func (p *pollClient) answer(s *session.Session) {
 	defer replyPool.Put(b)
 	body := b.B[:0]
 	status := "200 OK"
-	if p.failCode != "" {
+	if p.fail != nil {
 		status = "503 Service Unavailable"
-		body = appendError(body, nil, p.failCode, p.failMsg)
+		body = appendError(body, nil, p.fail.code, p.fail.msg)
 	} else {
 		body = append(body, `{"messages":[`...)
 		body = append(body, p.msgs...)

@@ -78,6 +78,17 @@ func TestClientSize(t *testing.T) {
 	}
 }
 
+// TestStreamStateSizes: a server holds one sseClient per SSE stream and
+// one pollClient per pending poll; they stay in their size classes.
+func TestStreamStateSizes(t *testing.T) {
+	if n := unsafe.Sizeof(sseClient{}); n > 64 {
+		t.Errorf("sseClient is %d bytes, want at most 64", n)
+	}
+	if n := unsafe.Sizeof(pollClient{}); n > 144 {
+		t.Errorf("pollClient is %d bytes, want at most 144", n)
+	}
+}
+
 // TestPublishLimiter: the GCRA publish limiter is the token bucket it
 // replaced: a burst of max(rate, 1), then rate per second.
 func TestPublishLimiter(t *testing.T) {

@@ -285,14 +285,19 @@ func (h *SSE) ack(s *session.Session, c *sseClient, name string, since *uint64, 
 	if since != nil {
 		rec = &res.Recovered
 	}
-	j := appendAck(nil, nil, true, res.Offset, rec)
+	// The ack JSON goes at the end of the pooled buffer and the event is
+	// built in front of it, in the same buffer: nothing is allocated per
+	// stream.
+	j := appendAck(b.B[:0], nil, true, res.Offset, rec)
 	j = append(append(j[:len(j)-1], `,"channel":"`...), name...)
 	j = append(j, `"}`...)
-	b.B = append(b.B[:0], "id: "...)
-	b.B = c.appendPositions(b.B)
-	b.B = append(b.B, "\nevent: subscribed\n"...)
-	b.B = hub.AppendEventData(b.B, j)
-	s.SendFrame(b.B)
+	n := len(j)
+	ev := append(j, "id: "...)
+	ev = c.appendPositions(ev)
+	ev = append(ev, "\nevent: subscribed\n"...)
+	ev = hub.AppendEventData(ev, ev[:n])
+	b.B = ev
+	s.SendFrame(ev[n:])
 }
 
 func (c *sseClient) find(name string) *sseChan {
