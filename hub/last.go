@@ -1,7 +1,6 @@
 package hub
 
 import (
-
 	"github.com/herald-ws/herald/broker"
 	"github.com/herald-ws/herald/session"
 )

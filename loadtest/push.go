@@ -297,8 +297,8 @@ type pushPart struct {
 	// second, per-message locks and atomics on counters every loop touches
 	// cost the generator more than parsing.
 	mu     sync.Mutex
-	recv   []int32 // per publication: subscribers that got it
-	lastNs []int64 // per publication: latest delivery latency
+	recv   []int32                 // per publication: subscribers that got it
+	lastNs []int64                 // per publication: latest delivery latency
 	lat    *hdrhistogram.Histogram // first deliveries, µs
 	closes int
 

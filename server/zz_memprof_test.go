@@ -15,13 +15,14 @@ import (
 )
 
 func TestZZMemProf(t *testing.T) {
+	runtime.MemProfileRate = 1
 	kind := os.Getenv("KIND")
 	if kind == "" {
 		t.Skip()
 	}
 	n := testutil.StartNode(t, testutil.NodeOptions{})
 	addr := n.Addr().String()
-	const N = 10000
+	const N = 9000
 	conns := make([]net.Conn, 0, N)
 	runtime.GC()
 	var m0, m1 runtime.MemStats
@@ -60,7 +61,7 @@ func TestZZMemProf(t *testing.T) {
 				for {
 					l, err := br.ReadString('\n')
 					if err != nil {
-						t.Fatal(err)
+						t.Fatal(i, err)
 					}
 					if strings.HasPrefix(l, "event: subscribed") {
 						break
