@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/valyala/bytebufferpool"
 
 	"github.com/herald-ws/herald/auth"
 	"github.com/herald-ws/herald/broker"
@@ -50,7 +51,7 @@ const (
 
 // pollClient is one held poll, in session.Value; its loop only.
 //
-// A server holds one per pending poll, so it is kept small (144 bytes):
+// A server holds one per pending poll, so it is kept small (128 bytes):
 // the deadline is set when the request is read, and a failure, which is
 // rare, has its own allocation.
 type pollClient struct {
@@ -58,7 +59,7 @@ type pollClient struct {
 	st        sseClient // channels and positions
 	deadline  int64     // unix nanoseconds
 	origin    string
-	msgs      []byte // the gathered message JSON, comma-separated
+	msgs      *bytebufferpool.ByteBuffer // the gathered message JSON, comma-separated; pooled, nil while none
 	fail      *pollFailure
 	acked     int32 // channels whose subscribe has answered
 	immediate bool  // timeout=0: answer as soon as every subscribe has
@@ -159,7 +160,7 @@ func (h *Poll) ack(s *session.Session, p *pollClient, name string, since *uint64
 
 // Collect implements hub.Collector.
 func (p *pollClient) Collect(s *session.Session, channel string, offset uint64, json []byte) {
-	if p.answered || len(p.msgs) >= maxPollBytes {
+	if p.answered || p.gathered() >= maxPollBytes {
 		return // the next poll gets it, from history
 	}
 	ch := p.st.find(channel)
@@ -167,11 +168,30 @@ func (p *pollClient) Collect(s *session.Session, channel string, offset uint64, 
 		return
 	}
 	ch.pos, ch.known = offset, true
-	if len(p.msgs) > 0 {
-		p.msgs = append(p.msgs, ',')
+	if p.msgs == nil {
+		p.msgs = replyPool.Get()
+		p.msgs.B = p.msgs.B[:0]
+	} else if len(p.msgs.B) > 0 {
+		p.msgs.B = append(p.msgs.B, ',')
 	}
-	p.msgs = append(p.msgs, json...)
+	p.msgs.B = append(p.msgs.B, json...)
 	p.queue(s)
+}
+
+// gathered is the length of the message JSON gathered so far.
+func (p *pollClient) gathered() int {
+	if p.msgs == nil {
+		return 0
+	}
+	return len(p.msgs.B)
+}
+
+// release hands the gathered messages' buffer back to the pool.
+func (p *pollClient) release() {
+	if p.msgs != nil {
+		replyPool.Put(p.msgs)
+		p.msgs = nil
+	}
 }
 
 // queue has the poll answer, if it has something to say, once the loop
@@ -198,7 +218,7 @@ func (p *pollClient) maybeAnswer(s *session.Session, now time.Time) {
 	if p.answered || s.State() != session.StateOpen || s.Value != any(p) {
 		return
 	}
-	if len(p.msgs) == 0 && p.fail == nil && now.UnixNano() < p.deadline && !(p.immediate && int(p.acked) == len(p.st.chans)) {
+	if p.gathered() == 0 && p.fail == nil && now.UnixNano() < p.deadline && !(p.immediate && int(p.acked) == len(p.st.chans)) {
 		return
 	}
 	p.answer(s)
@@ -221,7 +241,9 @@ func (p *pollClient) answer(s *session.Session) {
 		body = appendError(body, nil, p.fail.code, p.fail.msg)
 	} else {
 		body = append(body, `{"messages":[`...)
-		body = append(body, p.msgs...)
+		if p.msgs != nil {
+			body = append(body, p.msgs.B...)
+		}
 		body = append(body, `],"since":{`...)
 		first := true
 		for i := range p.st.chans {
@@ -252,7 +274,7 @@ func (p *pollClient) answer(s *session.Session) {
 	out = append(out, "\r\n"...)
 	out = append(out, out[:n]...)
 	b.B = out
-	p.msgs = nil
+	p.release()
 	s.SendFrame(out[n:])
 	if !s.Flush() {
 		s.Abort(session.ClosePeer)
@@ -276,4 +298,5 @@ func (h *Poll) OnClose(s *session.Session, _ session.CloseReason) {
 		h.cfg.Hub.Unsubscribe(p.st.chans[i].sub)
 		p.st.chans[i].sub = nil
 	}
+	p.release()
 }
