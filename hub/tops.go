@@ -69,22 +69,37 @@ func (h *Hub) readTop(s *session.Session, name string, done func(broker.Recovery
 }
 
 // topReadLoop runs on the worker pool: it reads the top for batch, then
-// for the subscribes that arrived while it read, until none did.
+// has the subscribes that arrived while it read wait for the next read,
+// queued behind whatever else waits for the pool: a channel that gets a
+// subscribe during every read must not keep a worker to itself while
+// other channels' reads wait. A full pool fails that next batch (and
+// whoever joins it meanwhile) with ErrBusy.
 func (h *Hub) topReadLoop(name string, r *topRead, batch []topWaiter) {
 	t := &h.tops
-	for {
-		rec, err := h.readTopOnce(name)
-		for _, w := range batch {
-			h.finishTop(w, rec, err)
-		}
-		t.mu.Lock()
-		if len(r.next) == 0 {
-			delete(t.m, name)
-			t.mu.Unlock()
-			return
-		}
-		batch, r.next = r.next, nil
+	rec, err := h.readTopOnce(name)
+	for _, w := range batch {
+		h.finishTop(w, rec, err)
+	}
+	t.mu.Lock()
+	if len(r.next) == 0 {
+		delete(t.m, name)
 		t.mu.Unlock()
+		return
+	}
+	batch, r.next = r.next, nil
+	t.mu.Unlock()
+	if h.pool.Submit(func() { h.topReadLoop(name, r, batch) }) {
+		return
+	}
+	t.mu.Lock()
+	waiting := r.next
+	delete(t.m, name)
+	t.mu.Unlock()
+	for _, w := range batch {
+		h.finishTop(w, broker.Recovery{}, ErrBusy)
+	}
+	for _, w := range waiting {
+		h.finishTop(w, broker.Recovery{}, ErrBusy)
 	}
 }
 

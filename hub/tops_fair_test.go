@@ -1,0 +1,82 @@
+package hub
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/herald-ws/herald/broker"
+	"github.com/herald-ws/herald/internal/workpool"
+)
+
+// pinBroker hides Memory's Nonblocking; every top read of "hot" (up to
+// more) has one more subscribe of "hot" arrive while it runs, the first
+// read waits for release, and the hot reads done when "cold" is read are
+// recorded.
+type pinBroker struct {
+	broker.Broker
+	h       *Hub
+	joins   func()
+	hot     atomic.Int32
+	coldAt  atomic.Int32
+	first   chan struct{}
+	release chan struct{}
+	more    int32
+}
+
+func (b *pinBroker) Recover(ctx context.Context, ch string, since uint64, history bool) (broker.Recovery, error) {
+	switch ch {
+	case "hot":
+		n := b.hot.Add(1)
+		if n == 1 {
+			b.first <- struct{}{}
+			<-b.release
+		}
+		if n <= b.more {
+			b.joins() // a subscribe arrives while this read runs
+		}
+	case "cold":
+		b.coldAt.Store(b.hot.Load() + 1)
+	}
+	return b.Broker.Recover(ctx, ch, since, history)
+}
+
+// TestTopReadsDoNotPinAWorker: a channel that gets a subscribe during
+// every top read must not keep a pool worker to itself: the other
+// channels' reads queued meanwhile run after its current read, not after
+// the subscribe storm ends. (Fails on the old code: topReadLoop looped on
+// its worker and the cold channel was read only after all 100 hot reads.)
+func TestTopReadsDoNotPinAWorker(t *testing.T) {
+	mem := broker.NewMemory(broker.MemoryConfig{HistorySize: 10})
+	pb := &pinBroker{Broker: mem, first: make(chan struct{}), release: make(chan struct{}), more: 100}
+	pool := workpool.New(workpool.Config{Workers: 1, Queue: 64})
+	defer pool.Close(time.Second)
+	h := New(Config{Broker: pb, Pool: pool})
+	pb.h = h
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	fl, sessions, _ := recSessions(t, 3, 64<<20)
+	var joined, answered atomic.Int32
+	pb.joins = func() {
+		joined.Add(1)
+		h.readTop(sessions[1], "hot", func(broker.Recovery, error) { answered.Add(1) })
+	}
+	hotAcked, coldAcked := false, false
+	if h.Subscribe(sessions[0], "hot", nil, func(r SubscribeResult) { hotAcked = r.Err == nil }) == nil {
+		t.Fatal("hot subscribe refused")
+	}
+	<-pb.first // the hot read holds the only worker
+	if h.Subscribe(sessions[2], "cold", nil, func(r SubscribeResult) { coldAcked = r.Err == nil }) == nil {
+		t.Fatal("cold subscribe refused")
+	}
+	close(pb.release)
+	runUntil(t, fl, func() bool {
+		return hotAcked && coldAcked && answered.Load() == joined.Load() && joined.Load() == pb.more
+	})
+	if at := pb.coldAt.Load(); at > pb.more/2 {
+		t.Fatalf("the cold channel was read after %d hot reads: the hot channel kept the worker", at-1)
+	}
+}
