@@ -80,3 +80,65 @@ func TestTopReadsDoNotPinAWorker(t *testing.T) {
 		t.Fatalf("the cold channel was read after %d hot reads: the hot channel kept the worker", at-1)
 	}
 }
+
+// TestTopReadNextBatchRefusedByAFullPool: when the next read of a channel
+// finds the pool full, its subscribes fail with ErrBusy (none is left
+// waiting) and the channel's entry is dropped, so a later subscribe reads
+// anew.
+func TestTopReadNextBatchRefusedByAFullPool(t *testing.T) {
+	mem := broker.NewMemory(broker.MemoryConfig{HistorySize: 10})
+	pb := &pinBroker{Broker: mem, first: make(chan struct{}), release: make(chan struct{}), more: 1}
+	pool := workpool.New(workpool.Config{Workers: 1, Queue: 1})
+	defer pool.Close(time.Second)
+	h := New(Config{Broker: pb, Pool: pool})
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	fl, sessions, _ := recSessions(t, 3, 64<<20)
+	block := make(chan struct{})
+	var waiterErr atomic.Value
+	pb.joins = func() {
+		h.readTop(sessions[1], "hot", func(_ broker.Recovery, err error) { waiterErr.Store(err) })
+		if !pool.Submit(func() { <-block }) { // the queue is now full
+			t.Error("could not fill the queue")
+		}
+	}
+	var first SubscribeResult
+	firstDone := false
+	if h.Subscribe(sessions[0], "hot", nil, func(r SubscribeResult) { first, firstDone = r, true }) == nil {
+		t.Fatal("subscribe refused")
+	}
+	<-pb.first
+	close(pb.release)
+	runUntil(t, fl, func() bool { return firstDone && waiterErr.Load() != nil })
+	close(block)
+	if first.Err != nil {
+		t.Fatalf("first subscribe: %v", first.Err)
+	}
+	if err := waiterErr.Load().(error); err != ErrBusy {
+		t.Fatalf("waiter got %v, want ErrBusy", err)
+	}
+	h.tops.mu.Lock()
+	left := len(h.tops.m)
+	h.tops.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d channels left in the top-read map", left)
+	}
+	var again SubscribeResult
+	done := false
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		done = false
+		if h.Subscribe(sessions[2], "hot", nil, func(r SubscribeResult) { again, done = r, true }) != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pool never took a read again")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	runUntil(t, fl, func() bool { return done })
+	if again.Err != nil {
+		t.Fatalf("later subscribe: %v", again.Err)
+	}
+}
