@@ -443,7 +443,7 @@ func (h *Hub) Subscribe(s *session.Session, channelName string, since *uint64, a
 		h.readTop(s, channelName, finish)
 	} else {
 		h.run(s, func() (broker.Recovery, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := h.callContext()
 			defer cancel()
 			if err := h.reconcile(channelName); err != nil {
 				return broker.Recovery{}, err
