@@ -153,8 +153,13 @@ func (h *Poll) ack(s *session.Session, p *pollClient, name string, since *uint64
 			p.recovered = false
 		}
 	}
-	if int(p.acked) == len(p.st.chans) || res.Err != nil {
-		p.queue(s) // after the history this subscribe replays
+	// Answer after the history this subscribe replays, if there is
+	// something to say: a failure, or (every channel acked) a poll with
+	// timeout=0 or messages gathered. Otherwise the poll waits: a message
+	// the replay or a publication gathers queues the answer itself
+	// (Collect), and the sweep ends it at its deadline.
+	if res.Err != nil || (int(p.acked) == len(p.st.chans) && (p.immediate || p.gathered() > 0)) {
+		p.queue(s)
 	}
 }
 
