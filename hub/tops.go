@@ -53,19 +53,27 @@ func (h *Hub) readTop(s *session.Session, name string, done func(broker.Recovery
 	r := &topRead{}
 	t.m[name] = r
 	t.mu.Unlock()
-	batch := []topWaiter{{s, done}}
-	if h.pool.Submit(func() { h.topReadLoop(name, r, batch) }) {
-		return
+	if !h.submitTopRead(name, r, []topWaiter{{s, done}}) {
+		done(broker.Recovery{}, ErrBusy)
 	}
-	// The pool is full. Whoever joined meanwhile is told the same.
+}
+
+// submitTopRead queues the read for batch on the pool. When the pool is
+// full it removes the channel's entry, fails whoever joined it meanwhile
+// with ErrBusy and returns false: the caller fails batch.
+func (h *Hub) submitTopRead(name string, r *topRead, batch []topWaiter) bool {
+	if h.pool.Submit(func() { h.topReadLoop(name, r, batch) }) {
+		return true
+	}
+	t := &h.tops
 	t.mu.Lock()
 	waiting := r.next
 	delete(t.m, name)
 	t.mu.Unlock()
-	done(broker.Recovery{}, ErrBusy)
 	for _, w := range waiting {
 		h.finishTop(w, broker.Recovery{}, ErrBusy)
 	}
+	return false
 }
 
 // topReadLoop runs on the worker pool: it reads the top for batch, then
@@ -88,18 +96,10 @@ func (h *Hub) topReadLoop(name string, r *topRead, batch []topWaiter) {
 	}
 	batch, r.next = r.next, nil
 	t.mu.Unlock()
-	if h.pool.Submit(func() { h.topReadLoop(name, r, batch) }) {
-		return
-	}
-	t.mu.Lock()
-	waiting := r.next
-	delete(t.m, name)
-	t.mu.Unlock()
-	for _, w := range batch {
-		h.finishTop(w, broker.Recovery{}, ErrBusy)
-	}
-	for _, w := range waiting {
-		h.finishTop(w, broker.Recovery{}, ErrBusy)
+	if !h.submitTopRead(name, r, batch) {
+		for _, w := range batch {
+			h.finishTop(w, broker.Recovery{}, ErrBusy)
+		}
 	}
 }
 
