@@ -51,21 +51,62 @@ const (
 
 // pollClient is one held poll, in session.Value; its loop only.
 //
-// A server holds one per pending poll, so it is kept small (128 bytes):
-// the deadline is set when the request is read, and a failure, which is
-// rare, has its own allocation.
+// A server holds one per pending poll, so it is kept small (80 bytes, no
+// more than an SSE stream's state and a word): the deadline is a 32-bit
+// millisecond count, the flags share a byte, whether a channel's
+// subscribe answered is kept in its sseChan's padding, the hub is found
+// through the session's handler, and what only some polls need (an
+// origin to echo, gathered messages, a failure) has its own allocation,
+// made when it is needed.
 type pollClient struct {
-	hub       *hub.Hub
-	st        sseClient // channels and positions
-	deadline  int64     // unix nanoseconds
-	origin    string
-	msgs      *bytebufferpool.ByteBuffer // the gathered message JSON, comma-separated; pooled, nil while none
-	fail      *pollFailure
-	acked     int32 // channels whose subscribe has answered
-	immediate bool  // timeout=0: answer as soon as every subscribe has
-	recovered bool
-	queued    bool // an answer check is queued on the loop
-	answered  bool
+	st       sseClient  // channels and positions
+	x        *pollExtra // nil until an origin, a message or a failure needs it
+	deadline uint32     // pollClock milliseconds
+	flags    pollFlags
+}
+
+// pollExtra is what a poll needs only sometimes.
+type pollExtra struct {
+	origin string                     // the admitted Origin, echoed for CORS
+	msgs   *bytebufferpool.ByteBuffer // the gathered message JSON, comma-separated; pooled, nil while none
+	fail   *pollFailure
+}
+
+type pollFlags uint8
+
+const (
+	pollImmediate pollFlags = 1 << iota // timeout=0: answer as soon as every subscribe has
+	pollUnrecovered                     // some position reached back past the history
+	pollQueued                          // an answer check is queued on the loop
+	pollAnswered
+)
+
+// pollClock is a poll deadline's time base: milliseconds since the
+// process started, in 32 bits. It wraps every 49 days; deadlines are
+// compared by their difference, which is exact for timeouts up to 24
+// days (MaxPollTimeout is 5 minutes).
+var pollEpoch = time.Now()
+
+func pollClock(t time.Time) uint32 { return uint32(t.Sub(pollEpoch).Milliseconds()) }
+
+// expired reports whether the deadline has passed at now.
+func (p *pollClient) expired(now time.Time) bool { return int32(pollClock(now)-p.deadline) >= 0 }
+
+func (p *pollClient) extra() *pollExtra {
+	if p.x == nil {
+		p.x = &pollExtra{}
+	}
+	return p.x
+}
+
+// allAcked reports whether every channel's subscribe has answered.
+func (p *pollClient) allAcked() bool {
+	for i := range p.st.chans {
+		if !p.st.chans[i].acked {
+			return false
+		}
+	}
+	return true
 }
 
 // pollFailure is a failed subscribe's error.
@@ -73,7 +114,7 @@ type pollFailure struct{ code, msg string }
 
 // Authorize reads the request; the poll is held only if it is valid.
 func (h *Poll) Authorize(s *session.Session, r *codec.Request) (int, string) {
-	p := &pollClient{hub: h.cfg.Hub, recovered: true}
+	p := &pollClient{}
 	timeout := DefaultPollTimeout
 	if status, body := parseStream(&h.cfg, h.anon, r, &p.st); status != 0 {
 		return status, body
@@ -92,9 +133,13 @@ func (h *Poll) Authorize(s *session.Session, r *codec.Request) (int, string) {
 		}
 		timeout = d
 	}
-	p.immediate = timeout == 0
-	p.deadline = time.Now().Add(timeout).UnixNano()
-	p.origin = string(r.Origin)
+	if timeout == 0 {
+		p.flags |= pollImmediate
+	}
+	p.deadline = pollClock(time.Now().Add(timeout))
+	if len(r.Origin) > 0 {
+		p.extra().origin = string(r.Origin)
+	}
 	s.Value = p
 	return 0, ""
 }
@@ -136,21 +181,21 @@ func (h *Poll) ack(s *session.Session, p *pollClient, name string, since *uint64
 	if ch == nil {
 		return
 	}
-	p.acked++
+	ch.acked = true
 	if res.Err != nil {
 		ch.sub = nil
 		code := CodeUnavailable
 		if errors.Is(res.Err, hub.ErrTooManyChannels) || errors.Is(res.Err, broker.ErrTooManyChannels) {
 			code = CodeTooManyChannels
 		}
-		p.fail = &pollFailure{code, "subscribe " + name + " failed: " + res.Err.Error()}
+		p.extra().fail = &pollFailure{code, "subscribe " + name + " failed: " + res.Err.Error()}
 	} else {
 		if since == nil || *since > res.Offset {
 			ch.pos = res.Offset // positioned at the top
 		}
 		ch.known = true
 		if since != nil && !res.Recovered {
-			p.recovered = false
+			p.flags |= pollUnrecovered
 		}
 	}
 	// Answer after the history this subscribe replays, if there is
@@ -158,14 +203,14 @@ func (h *Poll) ack(s *session.Session, p *pollClient, name string, since *uint64
 	// timeout=0 or messages gathered. Otherwise the poll waits: a message
 	// the replay or a publication gathers queues the answer itself
 	// (Collect), and the sweep ends it at its deadline.
-	if res.Err != nil || (int(p.acked) == len(p.st.chans) && (p.immediate || p.gathered() > 0)) {
+	if res.Err != nil || (p.allAcked() && (p.flags&pollImmediate != 0 || p.gathered() > 0)) {
 		p.queue(s)
 	}
 }
 
 // Collect implements hub.Collector.
 func (p *pollClient) Collect(s *session.Session, channel string, offset uint64, json []byte) {
-	if p.answered || p.gathered() >= maxPollBytes {
+	if p.flags&pollAnswered != 0 || p.gathered() >= maxPollBytes {
 		return // the next poll gets it, from history
 	}
 	ch := p.st.find(channel)
@@ -173,29 +218,38 @@ func (p *pollClient) Collect(s *session.Session, channel string, offset uint64, 
 		return
 	}
 	ch.pos, ch.known = offset, true
-	if p.msgs == nil {
-		p.msgs = replyPool.Get()
-		p.msgs.B = p.msgs.B[:0]
-	} else if len(p.msgs.B) > 0 {
-		p.msgs.B = append(p.msgs.B, ',')
+	x := p.extra()
+	if x.msgs == nil {
+		x.msgs = replyPool.Get()
+		x.msgs.B = x.msgs.B[:0]
+	} else if len(x.msgs.B) > 0 {
+		x.msgs.B = append(x.msgs.B, ',')
 	}
-	p.msgs.B = append(p.msgs.B, json...)
+	x.msgs.B = append(x.msgs.B, json...)
 	p.queue(s)
+}
+
+// failure is the failed subscribe's error, nil while none failed.
+func (p *pollClient) failure() *pollFailure {
+	if p.x == nil {
+		return nil
+	}
+	return p.x.fail
 }
 
 // gathered is the length of the message JSON gathered so far.
 func (p *pollClient) gathered() int {
-	if p.msgs == nil {
+	if p.x == nil || p.x.msgs == nil {
 		return 0
 	}
-	return len(p.msgs.B)
+	return len(p.x.msgs.B)
 }
 
 // release hands the gathered messages' buffer back to the pool.
 func (p *pollClient) release() {
-	if p.msgs != nil {
-		replyPool.Put(p.msgs)
-		p.msgs = nil
+	if p.x != nil && p.x.msgs != nil {
+		replyPool.Put(p.x.msgs)
+		p.x.msgs = nil
 	}
 }
 
@@ -203,11 +257,11 @@ func (p *pollClient) release() {
 // has finished the task it is in (a drain, a replay): everything that
 // task gathers goes into the same answer.
 func (p *pollClient) queue(s *session.Session) {
-	if p.queued {
+	if p.flags&pollQueued != 0 {
 		return
 	}
-	p.queued = true
-	_ = s.Loop().Exec(func() { p.queued = false; p.maybeAnswer(s, time.Now()) })
+	p.flags |= pollQueued
+	_ = s.Loop().Exec(func() { p.flags &^= pollQueued; p.maybeAnswer(s, time.Now()) })
 }
 
 // TickStream answers a poll whose timeout passed.
@@ -220,10 +274,10 @@ func (h *Poll) TickStream(s *session.Session, now time.Time) {
 // maybeAnswer answers when there are messages, a failure, or the deadline
 // passed; otherwise the poll goes on waiting.
 func (p *pollClient) maybeAnswer(s *session.Session, now time.Time) {
-	if p.answered || s.State() != session.StateOpen || s.Value != any(p) {
+	if p.flags&pollAnswered != 0 || s.State() != session.StateOpen || s.Value != any(p) {
 		return
 	}
-	if p.gathered() == 0 && p.fail == nil && now.UnixNano() < p.deadline && !(p.immediate && int(p.acked) == len(p.st.chans)) {
+	if p.gathered() == 0 && p.failure() == nil && !p.expired(now) && !(p.flags&pollImmediate != 0 && p.allAcked()) {
 		return
 	}
 	p.answer(s)
@@ -232,22 +286,23 @@ func (p *pollClient) maybeAnswer(s *session.Session, now time.Time) {
 // answer writes the response, drops the poll's subscriptions and leaves
 // the connection to its next request.
 func (p *pollClient) answer(s *session.Session) {
-	p.answered = true
+	p.flags |= pollAnswered
+	hb := s.StreamHandler().(*Poll).cfg.Hub
 	for i := range p.st.chans {
-		p.hub.Unsubscribe(p.st.chans[i].sub)
+		hb.Unsubscribe(p.st.chans[i].sub)
 		p.st.chans[i].sub = nil
 	}
 	b := replyPool.Get()
 	defer replyPool.Put(b)
 	body := b.B[:0]
 	status := "200 OK"
-	if p.fail != nil {
+	if f := p.failure(); f != nil {
 		status = "503 Service Unavailable"
-		body = appendError(body, nil, p.fail.code, p.fail.msg)
+		body = appendError(body, nil, f.code, f.msg)
 	} else {
 		body = append(body, `{"messages":[`...)
-		if p.msgs != nil {
-			body = append(body, p.msgs.B...)
+		if p.gathered() > 0 {
+			body = append(body, p.x.msgs.B...)
 		}
 		body = append(body, `],"since":{`...)
 		first := true
@@ -266,7 +321,7 @@ func (p *pollClient) answer(s *session.Session) {
 			body = strconv.AppendUint(body, ch.pos, 10)
 		}
 		body = append(body, `},"recovered":`...)
-		body = strconv.AppendBool(body, p.recovered)
+		body = strconv.AppendBool(body, p.flags&pollUnrecovered == 0)
 		body = append(body, '}')
 	}
 	n := len(body)
@@ -275,7 +330,9 @@ func (p *pollClient) answer(s *session.Session) {
 	out = append(out, "\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: "...)
 	out = strconv.AppendInt(out, int64(n), 10)
 	out = append(out, "\r\n"...)
-	out = appendCORS(out, p.origin)
+	if p.x != nil {
+		out = appendCORS(out, p.x.origin)
+	}
 	out = append(out, "\r\n"...)
 	out = append(out, out[:n]...)
 	b.B = out
@@ -298,7 +355,7 @@ func (h *Poll) OnClose(s *session.Session, _ session.CloseReason) {
 	if !ok {
 		return
 	}
-	p.answered = true
+	p.flags |= pollAnswered
 	for i := range p.st.chans {
 		h.cfg.Hub.Unsubscribe(p.st.chans[i].sub)
 		p.st.chans[i].sub = nil

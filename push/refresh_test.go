@@ -84,8 +84,8 @@ func TestStreamStateSizes(t *testing.T) {
 	if n := unsafe.Sizeof(sseClient{}); n > 64 {
 		t.Errorf("sseClient is %d bytes, want at most 64", n)
 	}
-	if n := unsafe.Sizeof(pollClient{}); n > 128 {
-		t.Errorf("pollClient is %d bytes, want at most 128", n)
+	if n := unsafe.Sizeof(pollClient{}); n > 80 {
+		t.Errorf("pollClient is %d bytes, want at most 80", n)
 	}
 }
 

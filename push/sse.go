@@ -63,6 +63,7 @@ type sseChan struct {
 	// ack set, then the offset of each event sent.
 	pos   uint64
 	known bool // pos holds a position
+	acked bool // a poll's: the channel's subscribe answered (in known's padding)
 }
 
 // AppendEventID implements hub.EventStream.

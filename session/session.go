@@ -152,6 +152,17 @@ func (s *Session) writeConn(p []byte) (int, error) {
 // handler is the session's route handler; the session must have one.
 func (s *Session) handler() Handler { return s.loop.routes[s.route-1] }
 
+// StreamHandler is the StreamHandler of the session's route: nil before
+// the request is routed, after OnClose and for a WebSocket route. A
+// stream's state can find its handler here instead of keeping a pointer
+// to it in every connection.
+func (s *Session) StreamHandler() StreamHandler {
+	if s.route == 0 {
+		return nil
+	}
+	return s.loop.stream[s.route-1]
+}
+
 // Exec runs f on the loop's goroutine. It is safe for concurrent use and
 // fails once the engine is shutting down.
 func (l *Loop) Exec(f func()) error { return l.exec(f) }
