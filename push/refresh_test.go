@@ -120,3 +120,27 @@ func TestPublishLimiter(t *testing.T) {
 		}
 	}
 }
+
+// TestPollDeadlineAcrossTheClockWrap: the 32-bit poll clock wraps every
+// 49 days; a deadline is still passed or not by the difference.
+func TestPollDeadlineAcrossTheClockWrap(t *testing.T) {
+	at := func(ms int64) time.Time { return pollEpoch.Add(time.Duration(ms) * time.Millisecond) }
+	const wrap = int64(1) << 32
+	for _, c := range []struct {
+		deadline, now int64 // milliseconds since pollEpoch
+		expired       bool
+	}{
+		{1000, 999, false},
+		{1000, 1000, true},
+		{wrap - 100, wrap + 100, true},              // set before the wrap, passed after it
+		{wrap + 300, wrap + 100, false},             // set across the wrap, not yet
+		{wrap - 100, wrap - 5*60*1000, false},       // five minutes ahead, before the wrap
+		{wrap + 5*60*1000, wrap - 1000, false},      // five minutes ahead, across the wrap
+		{3*wrap + 10, 3*wrap + 10 + 86400000, true}, // a day late, third wrap
+	} {
+		p := &pollClient{deadline: pollClock(at(c.deadline))}
+		if got := p.expired(at(c.now)); got != c.expired {
+			t.Errorf("deadline %d, now %d: expired %v, want %v", c.deadline, c.now, got, c.expired)
+		}
+	}
+}
