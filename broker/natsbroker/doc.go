@@ -29,7 +29,12 @@
 // Drops that no later message reveals (the slow-consumer report, the
 // subscription's drop count, a reconnect) mark the channel suspect, and a
 // check every Config.GapCheckInterval compares its last stored message with
-// the last delivered one. What cannot be repaired (the stream no longer
+// the last delivered one. nats.go reports only the first drop of a
+// slow-consumer episode, so a reported channel is watched: the check reads
+// its drop count on every tick until a message was queued with no drop in
+// between. The check visits only flagged channels (suspect or watched),
+// never all of a node's channels: with a channel per user a node has
+// hundreds of thousands. What cannot be repaired (the stream no longer
 // holds it, NATS does not answer) is delivered as a broker.Publication with
 // Gap set, in channel order, and the hub makes the channel's subscribers
 // recover from history; nothing is delivered out of order or skipped

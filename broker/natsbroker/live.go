@@ -30,9 +30,21 @@ type shard struct {
 	in   chan *nats.Msg // the NATS subscriptions' pending queue (capacity Config.ShardQueue)
 	wake chan struct{}  // capacity 1: a channel became ready
 
-	mu    sync.Mutex // guards chans, fresh and each chanState's held, ready, fresh and sub
+	mu    sync.Mutex // guards chans, fresh, check, rescan and each chanState's held, ready, fresh, sub and watch
 	chans map[string]*chanState
 	fresh []*chanState // became ready; their held messages wait for the shard goroutine
+	// check holds the channels the periodic check looks at: suspect ones
+	// and those watched for drops. The check costs what is flagged, not
+	// every channel of the shard: a node with a channel per user has
+	// hundreds of thousands.
+	check map[*chanState]struct{}
+	// rescan: a channel became ready with an epoch that may be older than
+	// the stream's; the next check looks at every channel's epoch.
+	rescan bool
+
+	// Shard goroutine only.
+	checkedEpoch uint64 // the stream epoch every ready channel was last compared with
+	polls        int    // drop counters read by checks (tests)
 }
 
 // chanState is one subscribed channel's delivery position. Fields below
@@ -59,12 +71,20 @@ type chanState struct {
 	last    uint64 // sequence of the last publication delivered (or covered by history at subscribe)
 	base    uint64 // stream sequence at subscribe when the channel was empty: every message of it is later
 	dropped int    // sub.Dropped() at the last check
+	// watch (guarded by shard.mu): the subscription is in a slow-consumer
+	// episode. nats.go reports the first drop of an episode only, and
+	// ends the episode at the next message it queues; until the check
+	// sees one queued (Delivered grew) with no drop (Dropped unchanged)
+	// in between, it reads the counters on every tick.
+	watch        bool
+	watchStarted bool  // the counters below hold a check's reading
+	delivered    int64 // sub.Delivered() at the last check
 }
 
 func newShards(b *Broker, n, queue int) []*shard {
 	shards := make([]*shard, n)
 	for i := range shards {
-		shards[i] = &shard{b: b, in: make(chan *nats.Msg, queue), wake: make(chan struct{}, 1), chans: map[string]*chanState{}}
+		shards[i] = &shard{b: b, in: make(chan *nats.Msg, queue), wake: make(chan struct{}, 1), chans: map[string]*chanState{}, check: map[*chanState]struct{}{}}
 	}
 	return shards
 }
@@ -85,20 +105,24 @@ func (s *shard) poke() {
 	}
 }
 
-// markSuspect flags the channel whose live subject is subject (all of the
-// shard's channels when subject is empty) for the next check against the
-// stream.
+// markSuspect flags the channel whose live subject is subject, which
+// nats.go reported as a slow consumer, for the next check against the
+// stream, and watches its drops until the episode ends; with subject
+// empty (a reconnect) it flags all of the shard's channels.
 func (s *shard) markSuspect(subject string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if subject != "" {
 		if st := s.chans[subject]; st != nil {
 			st.suspect.Store(true)
+			st.watch, st.watchStarted = true, false
+			s.check[st] = struct{}{}
 		}
 		return
 	}
 	for _, st := range s.chans {
 		st.suspect.Store(true)
+		s.check[st] = struct{}{}
 	}
 }
 
@@ -144,6 +168,7 @@ func (s *shard) handle(m *nats.Msg) {
 			st.held = append(st.held, m)
 		} else {
 			st.suspect.Store(true)
+			s.check[st] = struct{}{}
 		}
 		s.mu.Unlock()
 		return
@@ -320,35 +345,61 @@ func (b *Broker) unbrokenAfter(ctx context.Context, stream jetstream.Stream, st 
 // checkSuspects compares, for each suspect channel, the last message the
 // stream holds with the last one delivered and repairs the difference: a
 // message dropped on the way with none after it is found here rather than
-// when the channel's next message arrives. Channels whose subscription
-// dropped messages since the last check become suspect first (a slow
-// consumer is reported once per episode, drops are counted always), and
-// channels of a recreated stream are rebased.
+// when the channel's next message arrives. A watched channel whose
+// subscription dropped messages since the last check becomes suspect
+// first (nats.go reports a slow consumer once per episode, drops are
+// counted always), and channels of a recreated stream are rebased. Only
+// flagged channels are visited, and every channel's epoch only when the
+// stream's changed.
 func (s *shard) checkSuspects() {
 	var todo, rebase []*chanState
 	epoch := s.b.epoch.Load()
 	s.mu.Lock()
-	for _, st := range s.chans {
-		if !st.ready {
-			continue
+	if epoch != s.checkedEpoch || s.rescan {
+		s.checkedEpoch, s.rescan = epoch, false
+		for _, st := range s.chans {
+			if st.ready && st.epoch != epoch {
+				rebase = append(rebase, st)
+			}
 		}
-		if st.epoch != epoch {
-			rebase = append(rebase, st)
-			continue
+	}
+	for st := range s.check {
+		if !st.ready || st.epoch != epoch {
+			continue // checked once ready; rebased above
 		}
-		if st.sub != nil {
-			if d, err := st.sub.Dropped(); err == nil && d != st.dropped {
+		if st.watch && st.sub != nil {
+			s.polls++
+			d, derr := st.sub.Dropped()
+			n, nerr := st.sub.Delivered()
+			switch {
+			case derr != nil || nerr != nil:
+				st.watch = false // unsubscribed or closed
+			case d != st.dropped:
 				st.dropped = d
 				st.suspect.Store(true)
+			case st.watchStarted && n != st.delivered:
+				// A message was queued after the last drop: the episode
+				// is over, and the next drop is reported again.
+				st.watch = false
 			}
+			st.delivered, st.watchStarted = n, true
 		}
 		if st.suspect.Load() {
 			todo = append(todo, st)
+		} else if !st.watch {
+			delete(s.check, st)
 		}
 	}
 	s.mu.Unlock()
+	failed := false
 	for _, st := range rebase {
 		s.rebase(st, epoch)
+		failed = failed || st.epoch != epoch
+	}
+	if failed {
+		s.mu.Lock()
+		s.rescan = true // NATS did not answer: tried again on the next check
+		s.mu.Unlock()
 	}
 	for _, st := range todo {
 		s.checkTail(st)
@@ -424,6 +475,7 @@ func (s *shard) removeChannel(st *chanState) {
 	if s.chans[st.live] == st {
 		delete(s.chans, st.live)
 	}
+	delete(s.check, st)
 	s.mu.Unlock()
 }
 
@@ -445,6 +497,9 @@ func (b *Broker) startAt(ctx context.Context, s *shard, st *chanState, sub *nats
 	st.epoch, st.last, st.base = epoch, last, base
 	if d, err := sub.Dropped(); err == nil {
 		st.dropped = d
+	}
+	if epoch != b.epoch.Load() {
+		s.rescan = true // the stream changed while the starting point was read
 	}
 	st.ready, st.fresh = true, true
 	s.fresh = append(s.fresh, st)
