@@ -78,6 +78,16 @@ type Broker interface {
 	Close() error
 }
 
+// TopSubscriber is implemented by brokers whose Subscribe reads the
+// channel's top offset anyway, once the interest is registered.
+// SubscribeTop is Subscribe that also returns that top, with fresh set;
+// when the node was subscribed already it reads nothing and fresh is
+// false. A subscribe that created the node's interest then needs no
+// second read for its starting point.
+type TopSubscriber interface {
+	SubscribeTop(channel string) (top uint64, fresh bool, err error)
+}
+
 // Nonblocking is implemented by brokers whose Subscribe, Unsubscribe and
 // Recover never wait for I/O (they take short locks only), so the hub may
 // call them on an event loop instead of the worker pool.

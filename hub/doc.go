@@ -45,7 +45,11 @@
 // (tops.go): the reads of one channel are coalesced, each subscribe
 // joining the next read that starts after it registered (never one
 // already in flight), so a node makes one broker request per round trip
-// per channel however many clients subscribe at once.
+// per channel however many clients subscribe at once. The read that
+// subscribes the node to the channel makes none of its own when the broker
+// is a broker.TopSubscriber: the broker read the top once the interest was
+// registered, which is what the read needs (a node with a channel per user
+// subscribes it for almost every client).
 //
 // SubscribeLast (last.go) is the same recovery with its starting point
 // taken from the history: the newest N publications, then the live ones.

@@ -626,6 +626,14 @@ func (h *Hub) removeLoop(ls *loopSubs) {
 // the memory broker calls Deliver (which takes Hub.mu) while holding its
 // channel lock, and Subscribe takes that lock.
 func (h *Hub) reconcile(name string) error {
+	_, _, err := h.reconcileTop(name)
+	return err
+}
+
+// reconcileTop is reconcile that also returns, with fresh set, the
+// channel's top when it subscribed the node through a
+// broker.TopSubscriber (which read it after registering the interest).
+func (h *Hub) reconcileTop(name string) (top uint64, fresh bool, err error) {
 	mu := &h.interestMu[stripe(name)]
 	mu.Lock()
 	defer mu.Unlock()
@@ -637,26 +645,28 @@ func (h *Hub) reconcile(name string) error {
 	}
 	h.mu.RUnlock()
 	if ch == nil {
-		return nil
+		return 0, false, nil
 	}
 	if wanted == in {
 		h.dropIfUnused(name, ch)
-		return nil
+		return 0, false, nil
 	}
-	var err error
-	if wanted {
+	switch ts, ok := h.broker.(broker.TopSubscriber); {
+	case wanted && ok:
+		top, fresh, err = ts.SubscribeTop(name)
+	case wanted:
 		err = h.broker.Subscribe(name)
-	} else {
+	default:
 		err = h.broker.Unsubscribe(name)
 	}
 	if err != nil {
-		return err
+		return 0, false, err
 	}
 	h.mu.Lock()
 	ch.inBroker = wanted
 	h.mu.Unlock()
 	h.dropIfUnused(name, ch)
-	return nil
+	return top, fresh, nil
 }
 
 // stripe picks the interest lock of a channel (FNV-1a).

@@ -106,8 +106,15 @@ func (h *Hub) topReadLoop(name string, r *topRead, batch []topWaiter) {
 func (h *Hub) readTopOnce(name string) (broker.Recovery, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := h.reconcile(name); err != nil {
+	top, fresh, err := h.reconcileTop(name)
+	if err != nil {
 		return broker.Recovery{}, err
+	}
+	if fresh {
+		// This read subscribed the node, and the broker read the top
+		// once the interest was registered: after every waiter of the
+		// batch began.
+		return broker.Recovery{Top: top, Recovered: true}, nil
 	}
 	return h.broker.Recover(ctx, name, 0, false)
 }

@@ -173,3 +173,91 @@ func runUntil(t *testing.T, fl *fakeLoop, cond func() bool) {
 		}
 	}
 }
+
+// topSubscribingBroker is a broker.TopSubscriber on Memory: SubscribeTop
+// registers the interest, reads the top, and can publish right after the
+// read (a publication racing the subscribe).
+type topSubscribingBroker struct {
+	topCountingBroker
+	subscribeTops atomic.Int32
+	after         func()
+}
+
+func (b *topSubscribingBroker) SubscribeTop(ch string) (uint64, bool, error) {
+	b.subscribeTops.Add(1)
+	if err := b.Broker.Subscribe(ch); err != nil {
+		return 0, false, err
+	}
+	rec, err := b.Broker.Recover(context.Background(), ch, 0, false)
+	if err != nil {
+		return 0, false, err
+	}
+	if b.after != nil {
+		b.after()
+	}
+	return rec.Top, true, nil
+}
+
+// TestTopFromTheSubscribeThatCreatedInterest: with a broker.TopSubscriber,
+// the subscribe that subscribes the node takes its starting point from
+// the broker's own read after registering the interest, and makes no
+// second read; a publication right after that read is delivered once.
+// A later subscribe, with the node subscribed already, reads the top.
+func TestTopFromTheSubscribeThatCreatedInterest(t *testing.T) {
+	mem := broker.NewMemory(broker.MemoryConfig{HistorySize: 100})
+	tb := &topSubscribingBroker{topCountingBroker: topCountingBroker{Broker: mem}}
+	p1, err := mem.Publish(context.Background(), "c", []byte(`1`), broker.PublishOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p2 broker.PublishResult
+	tb.after = func() {
+		tb.after = nil
+		if p2, err = mem.Publish(context.Background(), "c", []byte(`2`), broker.PublishOptions{}); err != nil {
+			t.Error(err)
+		}
+	}
+	h := New(Config{Broker: tb})
+	if err := h.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	fl, sessions, conns := recSessions(t, 2, 64<<20)
+	var acks [2]SubscribeResult
+	var acked [2]bool
+	if h.Subscribe(sessions[0], "c", nil, func(r SubscribeResult) { acks[0], acked[0] = r, true }) == nil {
+		t.Fatal("subscribe refused")
+	}
+	runUntil(t, fl, func() bool { return acked[0] && len(conns[0].messages(t)) >= 1 })
+	if acks[0].Err != nil || acks[0].Offset != p1.Offset {
+		t.Fatalf("ack %+v, want offset %d (the top the broker read)", acks[0], p1.Offset)
+	}
+	if n, m := tb.subscribeTops.Load(), tb.tops.Load(); n != 1 || m != 0 {
+		t.Fatalf("%d SubscribeTop and %d top reads, want 1 and 0 (no second read)", n, m)
+	}
+	if h.Subscribe(sessions[1], "c", nil, func(r SubscribeResult) { acks[1], acked[1] = r, true }) == nil {
+		t.Fatal("subscribe refused")
+	}
+	runUntil(t, fl, func() bool { return acked[1] })
+	if acks[1].Err != nil || acks[1].Offset != p2.Offset {
+		t.Fatalf("second ack %+v, want offset %d", acks[1], p2.Offset)
+	}
+	if n, m := tb.subscribeTops.Load(), tb.tops.Load(); n != 1 || m != 1 {
+		t.Fatalf("%d SubscribeTop and %d top reads, want 1 and 1 (the node was subscribed)", n, m)
+	}
+	p3, err := mem.Publish(context.Background(), "c", []byte(`3`), broker.PublishOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, fl, func() bool { return len(conns[0].messages(t)) >= 2 && len(conns[1].messages(t)) >= 1 })
+	fl.run()
+	for i, want := range [][]uint64{{p2.Offset, p3.Offset}, {p3.Offset}} {
+		var got []uint64
+		for _, m := range conns[i].messages(t) {
+			got = append(got, m.Offset)
+		}
+		if len(got) != len(want) || got[0] != want[0] || got[len(got)-1] != want[len(want)-1] {
+			t.Fatalf("subscriber %d got %v, want %v", i, got, want)
+		}
+	}
+}

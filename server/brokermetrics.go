@@ -130,6 +130,19 @@ func (m *meteredBroker) Subscribe(channel string) error {
 	return err
 }
 
+// SubscribeTop implements broker.TopSubscriber for a broker that does;
+// for one that does not it is Subscribe, with fresh false.
+func (m *meteredBroker) SubscribeTop(channel string) (uint64, bool, error) {
+	ts, ok := m.Broker.(broker.TopSubscriber)
+	if !ok {
+		return 0, false, m.Subscribe(channel)
+	}
+	start := time.Now()
+	top, fresh, err := ts.SubscribeTop(channel)
+	m.done("subscribe", start, err)
+	return top, fresh, err
+}
+
 func (m *meteredBroker) Unsubscribe(channel string) error {
 	start := time.Now()
 	err := m.Broker.Unsubscribe(channel)

@@ -22,7 +22,9 @@
 // Live delivery has no silent gaps. Per channel the node keeps the sequence
 // of the last publication it delivered; the starting point is the channel's
 // last stored message, read once the server has registered the interest
-// (older messages are the history the hub reads). A message whose
+// (older messages are the history the hub reads); SubscribeTop hands it
+// to the hub (broker.TopSubscriber), so the subscribe that created the
+// interest needs no second read for its starting point. A message whose
 // Nats-Last-Sequence is not the last delivered one reveals messages that
 // never arrived (dropped by a full queue, lost while disconnected): they are
 // fetched from the stream by subject, in order, and delivered before it.

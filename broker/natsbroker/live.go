@@ -480,17 +480,18 @@ func (s *shard) removeChannel(st *chanState) {
 }
 
 // startAt sets st's starting point: the channel's last stored message, read
-// after the NATS server registered the interest. Messages up to it are in
-// the history the hub reads after Subscribe returns; later ones are live.
-func (b *Broker) startAt(ctx context.Context, s *shard, st *chanState, sub *nats.Subscription) error {
+// after the NATS server registered the interest, and returns it. Messages
+// up to it are in the history the hub reads after Subscribe returns;
+// later ones are live.
+func (b *Broker) startAt(ctx context.Context, s *shard, st *chanState, sub *nats.Subscription) (uint64, error) {
 	stream, err := b.currentStream()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	epoch := b.epoch.Load()
 	last, base, err := startingPoint(ctx, stream, st.stored)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	s.mu.Lock()
 	st.sub = sub
@@ -505,7 +506,7 @@ func (b *Broker) startAt(ctx context.Context, s *shard, st *chanState, sub *nats
 	s.fresh = append(s.fresh, st)
 	s.mu.Unlock()
 	s.poke()
-	return nil
+	return last, nil
 }
 
 // startingPoint reads the sequence of the last message stored on subject

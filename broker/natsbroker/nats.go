@@ -470,16 +470,23 @@ func notSent(err error) bool {
 // afterwards without a window in which a message is neither in the history
 // it read nor delivered live.
 func (b *Broker) Subscribe(channel string) error {
+	_, _, err := b.SubscribeTop(channel)
+	return err
+}
+
+// SubscribeTop implements broker.TopSubscriber: the top is the starting
+// point Subscribe reads, the channel's last stored message.
+func (b *Broker) SubscribeTop(channel string) (top uint64, fresh bool, err error) {
 	b.mu.Lock()
 	if _, ok := b.subs[channel]; ok {
 		b.mu.Unlock()
-		return nil
+		return 0, false, nil
 	}
 	if !b.nc.IsConnected() {
 		// nats.go would keep the interest for the reconnect, but the
 		// starting point cannot be read without NATS.
 		b.mu.Unlock()
-		return fmt.Errorf("%w: subscribe %q: not connected to NATS (%s)", broker.ErrUnavailable, channel, b.nc.Status())
+		return 0, false, fmt.Errorf("%w: subscribe %q: not connected to NATS (%s)", broker.ErrUnavailable, channel, b.nc.Status())
 	}
 	s, st := b.addChannel(channel)
 	// nats.go pushes into the shard's queue without blocking and drops
@@ -489,7 +496,7 @@ func (b *Broker) Subscribe(channel string) error {
 	if err != nil {
 		s.removeChannel(st)
 		b.mu.Unlock()
-		return fmt.Errorf("%w: subscribe %q: %v", broker.ErrUnavailable, channel, err)
+		return 0, false, fmt.Errorf("%w: subscribe %q: %v", broker.ErrUnavailable, channel, err)
 	}
 	entry := &subscription{sub: sub, shard: s, state: st}
 	b.subs[channel] = entry
@@ -501,7 +508,7 @@ func (b *Broker) Subscribe(channel string) error {
 	cancel()
 	if err == nil {
 		ctx, cancel := b.roundTrip(context.Background())
-		err = b.startAt(ctx, s, st, sub)
+		top, err = b.startAt(ctx, s, st, sub)
 		cancel()
 	}
 	if err != nil {
@@ -512,9 +519,9 @@ func (b *Broker) Subscribe(channel string) error {
 		b.mu.Unlock()
 		s.removeChannel(st)
 		_ = sub.Unsubscribe()
-		return fmt.Errorf("%w: subscribe %q: %v", broker.ErrUnavailable, channel, err)
+		return 0, false, fmt.Errorf("%w: subscribe %q: %v", broker.ErrUnavailable, channel, err)
 	}
-	return nil
+	return top, true, nil
 }
 
 // Unsubscribe stops receiving the channel on this node.
