@@ -75,9 +75,9 @@ type pollExtra struct {
 type pollFlags uint8
 
 const (
-	pollImmediate pollFlags = 1 << iota // timeout=0: answer as soon as every subscribe has
-	pollUnrecovered                     // some position reached back past the history
-	pollQueued                          // an answer check is queued on the loop
+	pollImmediate   pollFlags = 1 << iota // timeout=0: answer as soon as every subscribe has
+	pollUnrecovered                       // some position reached back past the history
+	pollQueued                            // an answer check is queued on the loop
 	pollAnswered
 )
 
