@@ -168,14 +168,37 @@ func TestConfigDefaultsAndURLs(t *testing.T) {
 
 func TestHardDeadline(t *testing.T) {
 	c := Config{Scenario: "connect", URL: "ws://127.0.0.1:1/", Conns: 50000, Duration: 20 * time.Second}
-	// 10 s dial timeout + 30 s + 50 s at 1,000/s + 20 s + 30 s drain.
-	if got := c.HardDeadline(); got != 140*time.Second {
-		t.Errorf("HardDeadline = %v, want 2m20s", got)
+	// 10 s dial timeout + 30 s + 50 s at 1,000/s + 20 s + the stop margin
+	// (30 s + 5 s for 50,000 connections).
+	if got := c.HardDeadline(); got != 145*time.Second {
+		t.Errorf("HardDeadline = %v, want 2m25s", got)
 	}
 	c.Rate = 10000
-	// 10 s + 30 s + 50,000 at half of 10,000/s + 20 s + 30 s.
-	if got := c.HardDeadline(); got != 100*time.Second {
-		t.Errorf("at 10,000/s HardDeadline = %v, want 1m40s", got)
+	// 10 s + 30 s + 50,000 at half of 10,000/s + 20 s + 35 s.
+	if got := c.HardDeadline(); got != 105*time.Second {
+		t.Errorf("at 10,000/s HardDeadline = %v, want 1m45s", got)
+	}
+}
+
+// The wait for reports after stop grows with the connections to close: a
+// fixed 30 s failed a 600,000-connection run whose workers were still
+// closing theirs ("worker 0 did not report within 30s of stop").
+func TestStopMarginScalesWithConnections(t *testing.T) {
+	for _, tc := range []struct {
+		conns int
+		want  time.Duration
+	}{{0, 30 * time.Second}, {1000, 30*time.Second + 100*time.Millisecond}, {600000, 90 * time.Second}, {1000000, 130 * time.Second}} {
+		c := Config{Scenario: "push", Conns: tc.conns}
+		if got := c.StopMargin(); got != tc.want {
+			t.Errorf("%d connections: StopMargin %v, want %v", tc.conns, got, tc.want)
+		}
+	}
+	small := Config{Scenario: "connect", URL: "ws://127.0.0.1:1/", Conns: 1000, Duration: time.Second}
+	big := small
+	big.Conns, big.Rate = 600000, 1<<30 // a rate so high that set-up adds nothing measurable
+	small.Rate = big.Rate
+	if d := big.HardDeadline() - small.HardDeadline(); d < big.StopMargin()-small.StopMargin() {
+		t.Errorf("the hard deadline grows %v from 1,000 to 600,000 connections, less than the stop margin (%v)", d, big.StopMargin()-small.StopMargin())
 	}
 }
 
@@ -188,10 +211,11 @@ func TestPushDrainAndConcurrency(t *testing.T) {
 	if c.Push.Concurrency != 64 || c.Push.Drain != time.Second {
 		t.Fatalf("defaults: concurrency %d, drain %v; want 64 and 1s", c.Push.Concurrency, c.Push.Drain)
 	}
-	// 10 s dial timeout + 30 s + 2 s of connections + 10 s + the drain + 30 s.
+	// 10 s dial timeout + 30 s + 2 s of connections + 10 s + the drain +
+	// 30.1 s (the stop margin for 1,000 connections).
 	c.Push.Drain = time.Minute
-	if got := c.HardDeadline(); got != 142*time.Second {
-		t.Errorf("HardDeadline with a 1-minute drain = %v, want 2m22s", got)
+	if got := c.HardDeadline(); got != 142100*time.Millisecond {
+		t.Errorf("HardDeadline with a 1-minute drain = %v, want 2m22.1s", got)
 	}
 	if p := c.params(); p.Drain != "1m0s" || p.Concurrency != 64 {
 		t.Errorf("params record drain %q, concurrency %d", p.Drain, p.Concurrency)

@@ -374,19 +374,20 @@ func (f *procFleet) start() { f.send("go") }
 
 func (f *procFleet) stop() { f.send("stop") }
 
-// reportTimeout bounds the wait for the workers' reports after stop: they
-// report as soon as their connections are stopped.
-const reportTimeout = 30 * time.Second
+// The wait for the workers' reports after stop is bounded by the run's
+// StopMargin: they report as soon as their connections are stopped, which
+// takes longer the more connections the machine holds.
 
 // reports waits for every worker's figures. A cancelled ctx (an interrupt,
 // which the workers see too) still waits for them, as a single-process run
 // still reports; only the hard deadline abandons them.
 func (f *procFleet) reports(ctx context.Context) ([]*partReport, error) {
-	timeout := time.NewTimer(reportTimeout)
+	bound := f.cfg.StopMargin()
+	timeout := time.NewTimer(bound)
 	defer timeout.Stop()
 	var out []*partReport
 	for _, w := range f.workers {
-		r, err := w.awaitResult(ctx, timeout.C)
+		r, err := w.awaitResult(ctx, timeout.C, bound)
 		if err != nil {
 			return nil, err
 		}
@@ -397,7 +398,7 @@ func (f *procFleet) reports(ctx context.Context) ([]*partReport, error) {
 
 // awaitResult waits for the worker's result until it exits, timeout fires
 // or the hard deadline passes.
-func (w *worker) awaitResult(ctx context.Context, timeout <-chan time.Time) (*partReport, error) {
+func (w *worker) awaitResult(ctx context.Context, timeout <-chan time.Time, bound time.Duration) (*partReport, error) {
 	done := ctx.Done()
 	for {
 		select {
@@ -411,7 +412,7 @@ func (w *worker) awaitResult(ctx context.Context, timeout <-chan time.Time) (*pa
 				return nil, fmt.Errorf("%w: worker %d: %v", ErrWorker, w.idx, w.err)
 			}
 		case <-timeout:
-			return nil, fmt.Errorf("%w: worker %d did not report within %v of stop", ErrWorker, w.idx, reportTimeout)
+			return nil, fmt.Errorf("%w: worker %d did not report within %v of stop", ErrWorker, w.idx, bound)
 		case <-done:
 			if errors.Is(context.Cause(ctx), ErrDeadline) {
 				return nil, ErrDeadline
