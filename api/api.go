@@ -52,7 +52,7 @@ type Config struct {
 	Collectors []prometheus.Collector
 
 	// MaxPublishChannels caps "channels" in one publish, counted as
-	// given; default 1000.
+	// given, and the publications of one POST /api/batch; default 1000.
 	MaxPublishChannels int
 	// PublishTimeout is each channel's own deadline for the broker's
 	// confirmation; default 5 s.
@@ -145,6 +145,7 @@ func New(cfg Config) http.Handler {
 	probes := make(chan struct{}, ProbeInflight)
 	rt := newRoutes(a)
 	rt.add("POST /api/publish", endpointPublish, main, a.authed(a.publish))
+	rt.add("POST /api/batch", endpointBatch, main, a.authed(a.batch))
 	rt.add("GET /api/stats", "", main, a.authed(a.stats))
 	a.controlRoutes(rt, main)
 	rt.add("GET /metrics", "", probes, promhttp.HandlerFor(a.registry(), promhttp.HandlerOpts{}))

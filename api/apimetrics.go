@@ -41,7 +41,7 @@ func newAPIMetrics() *apiMetrics {
 		}, []string{"endpoint"}),
 		publish: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "herald", Name: "publish_requests_total",
-			Help: "POST /api/publish outcomes: accepted, duplicate, failed, unknown and overloaded count channels; refused counts requests.",
+			Help: "POST /api/publish and /api/batch outcomes: accepted, duplicate, failed, unknown and overloaded count channels (a batch: publications); refused counts requests.",
 		}, []string{"result"}),
 		results: map[string]prometheus.Counter{},
 	}
@@ -61,7 +61,7 @@ func (m *apiMetrics) register(reg prometheus.Registerer) {
 func (m *apiMetrics) request(endpoint string, code int, took time.Duration) {
 	m.requests.WithLabelValues(endpoint, strconv.Itoa(code)).Inc()
 	m.duration.WithLabelValues(endpoint).Observe(took.Seconds())
-	if endpoint == endpointPublish && code >= 400 && code < 500 {
+	if (endpoint == endpointPublish || endpoint == endpointBatch) && code >= 400 && code < 500 {
 		m.results[resultRefused].Inc()
 	}
 }

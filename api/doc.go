@@ -1,6 +1,8 @@
 // Package api is Herald's HTTP API listener (net/http, not the event
-// loops): POST /api/publish, GET /api/stats, GET /metrics (Prometheus text
-// format), GET /healthz and GET /readyz, the server API's history,
+// loops): POST /api/publish, POST /api/batch (batch.go: many
+// publications, each with its own channel, in one request), GET
+// /api/stats, GET /metrics (Prometheus text format), GET /healthz and GET
+// /readyz, the server API's history,
 // disconnect, unsubscribe, channels, info, presence and presence_stats
 // (control.go), plus handlers mounted through Config.Extra. docs/api.md is
 // its contract.
@@ -16,7 +18,12 @@
 // to the broker, so a 4xx stored nothing. Channels are then published one
 // by one, each with its own PublishTimeout, and the answer says per
 // channel what happened: stored, not stored (503, retry safe) or outcome
-// unknown (504, retry safe only with the same Idempotency-Key).
+// unknown (504, retry safe only with the same Idempotency-Key). A batch
+// follows the same rules per item (publishOne is shared): every item is
+// checked before any is published, the items of one channel go in their
+// order one after another, different channels in parallel (batchParallel
+// broker calls at most per request), and the answer has a result per
+// item.
 //
 // It holds no state of its own beyond its metrics: counters come from the
 // engine and the hub, publications and idempotency go to the broker, and

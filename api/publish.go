@@ -243,47 +243,86 @@ func (a *handler) publishAll(r *http.Request, p publication) outcome {
 			fail(ch, stop)
 			continue
 		}
-		// Admission waits (up to -overload-wait) before the broker's own
-		// deadline starts, so a publish admitted late is not handed a
-		// context that is about to expire.
-		admitCtx, cancelAdmit := context.WithDeadline(r.Context(), answerBy)
-		err := a.cfg.Admit(admitCtx, ch)
-		cancelAdmit()
-		if err != nil {
-			a.metrics.published(resultOverloaded, 1)
+		r1 := a.publishOne(r.Context(), base, ch, p.data, opts, answerBy)
+		switch r1.kind {
+		case itemStored:
+			out.offsets[ch] = r1.offset
+			if r1.duplicate {
+				out.duplicates = append(out.duplicates, ch)
+			}
+		case itemOverloaded:
 			out.overloaded++
-			fail(ch, notStoredOverloaded)
-			continue
-		}
-		deadline := time.Now().Add(a.cfg.PublishTimeout)
-		if deadline.After(answerBy) {
-			deadline = answerBy
-		}
-		ctx, cancel := context.WithDeadline(base, deadline)
-		res, err := a.cfg.Broker.Publish(ctx, ch, p.data, opts)
-		cancel()
-		switch {
-		case err == nil && res.Duplicate:
-			a.metrics.published(resultDuplicate, 1)
-			out.offsets[ch] = res.Offset
-			out.duplicates = append(out.duplicates, ch)
-		case err == nil:
-			a.metrics.published(resultAccepted, 1)
-			out.offsets[ch] = res.Offset
-		case unknownOutcome(err):
-			a.metrics.published(resultUnknown, 1)
-			a.cfg.Logger.Warn("publish outcome unknown", "channel", ch, "err", err)
+			fail(ch, r1.reason)
+		case itemUnknown:
 			out.unknown++
-			fail(ch, "outcome unknown: "+err.Error())
+			fail(ch, r1.reason)
 		default:
-			a.metrics.published(resultFailed, 1)
-			a.cfg.Logger.Warn("publish failed", "channel", ch, "err", err)
-			fail(ch, "not stored: "+err.Error())
+			fail(ch, r1.reason)
 		}
-		if err != nil && stop == "" && (errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrClosed) || a.cfg.Ready() != nil) {
+		if r1.brokerDown && stop == "" {
 			stop = notAttemptedUnavailable
 		}
 	}
+	return out
+}
+
+// itemKind is what became of one publication to one channel.
+type itemKind uint8
+
+const (
+	itemStored     itemKind = iota // stored (or a duplicate of a stored one): offset set
+	itemFailed                     // not stored, or not attempted
+	itemUnknown                    // outcome unknown
+	itemOverloaded                 // not stored: refused by Config.Admit
+)
+
+// itemResult is the outcome of publishOne.
+type itemResult struct {
+	kind       itemKind
+	offset     uint64
+	duplicate  bool
+	reason     string // why, unless stored
+	brokerDown bool   // the broker is unavailable or the node not ready: attempt no more
+}
+
+// publishOne admits and publishes data to ch and records the result in the
+// metrics. Admission waits (up to -overload-wait, and never past answerBy)
+// before the broker's own deadline of PublishTimeout starts, so a publish
+// admitted late is not handed a context that is about to expire; the
+// broker's call runs on base, which a client going away does not cancel.
+func (a *handler) publishOne(reqCtx, base context.Context, ch string, data []byte, opts broker.PublishOptions, answerBy time.Time) itemResult {
+	admitCtx, cancelAdmit := context.WithDeadline(reqCtx, answerBy)
+	err := a.cfg.Admit(admitCtx, ch)
+	cancelAdmit()
+	if err != nil {
+		a.metrics.published(resultOverloaded, 1)
+		return itemResult{kind: itemOverloaded, reason: notStoredOverloaded}
+	}
+	deadline := time.Now().Add(a.cfg.PublishTimeout)
+	if deadline.After(answerBy) {
+		deadline = answerBy
+	}
+	ctx, cancel := context.WithDeadline(base, deadline)
+	res, err := a.cfg.Broker.Publish(ctx, ch, data, opts)
+	cancel()
+	var out itemResult
+	switch {
+	case err == nil && res.Duplicate:
+		a.metrics.published(resultDuplicate, 1)
+		return itemResult{kind: itemStored, offset: res.Offset, duplicate: true}
+	case err == nil:
+		a.metrics.published(resultAccepted, 1)
+		return itemResult{kind: itemStored, offset: res.Offset}
+	case unknownOutcome(err):
+		a.metrics.published(resultUnknown, 1)
+		a.cfg.Logger.Warn("publish outcome unknown", "channel", ch, "err", err)
+		out = itemResult{kind: itemUnknown, reason: "outcome unknown: " + err.Error()}
+	default:
+		a.metrics.published(resultFailed, 1)
+		a.cfg.Logger.Warn("publish failed", "channel", ch, "err", err)
+		out = itemResult{kind: itemFailed, reason: "not stored: " + err.Error()}
+	}
+	out.brokerDown = errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrClosed) || a.cfg.Ready() != nil
 	return out
 }
 

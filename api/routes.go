@@ -7,10 +7,11 @@ import (
 	"time"
 )
 
-// endpointPublish and endpointOther are endpoint labels: the path of a
+// endpointPublish, endpointBatch and endpointOther are endpoint labels: the path of a
 // route, or "other" for a path the API does not serve.
 const (
 	endpointPublish = "/api/publish"
+	endpointBatch   = "/api/batch"
 	endpointOther   = "other"
 )
 

@@ -61,6 +61,7 @@ func runLoadtest(args []string) int {
 	fs.IntVar(&cfg.Push.Loops, "client-loops", 2, "push, churn: event loops of the generator's own client")
 	fs.StringVar(&cfg.Push.Transport, "transport", "ws", "push: what subscribers use: ws, sse (Server-Sent Events on /sse) or poll (long polling on /poll)")
 	fs.IntVar(&cfg.Push.Concurrency, "pub-concurrency", 64, "push, churn: publish calls in flight at once")
+	fs.IntVar(&cfg.Push.Batch, "pub-batch", 1, "push, churn: send publications in POST /api/batch calls of this many (consecutive publications, over different channels) instead of one POST /api/publish each")
 	fs.DurationVar(&cfg.Push.Drain, "drain", time.Second, "push, churn: keep counting deliveries this long after the last publication; what has not arrived by then counts as lost")
 	fs.StringVar(&cfg.Push.BroadcastURL, "broadcast-url", "", "push against a reference server: POST raw publications here instead of the Herald API, no subscribe")
 	fs.Float64Var(&cfg.Churn.Rate, "churn-rate", 100, "churn: connections closed and opened per second")

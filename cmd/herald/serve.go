@@ -127,7 +127,7 @@ func (o *apiOptions) apiFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.apiWriteTimeout, "api-write-timeout", 15*time.Second, "time from the end of an API request's headers to the end of its answer")
 	fs.DurationVar(&o.apiIdleTimeout, "api-idle-timeout", 60*time.Second, "close an API keep-alive connection idle this long")
 	fs.IntVar(&o.apiMaxInflight, "api-max-inflight", 1024, "API requests served at once past which the API answers 503 with Retry-After: 1 (/healthz, /readyz and /metrics have their own budget of 64)")
-	fs.IntVar(&o.maxPublishChannels, "max-publish-channels", 1000, `channels one POST /api/publish may name in "channels" (400 past it)`)
+	fs.IntVar(&o.maxPublishChannels, "max-publish-channels", 1000, `channels one POST /api/publish may name in "channels", and publications in one POST /api/batch (400 past it)`)
 	fs.DurationVar(&o.publishTimeout, "publish-timeout", 5*time.Second, "the broker's deadline to confirm a publish, per channel (API) and per client publish; past it the outcome is unknown (504)")
 }
 
