@@ -80,6 +80,7 @@ type Params struct {
 	Transport    string   `json:"transport,omitempty"`
 	Concurrency  int      `json:"publish_concurrency,omitempty"`
 	Drain        string   `json:"drain,omitempty"`
+	Batch        int      `json:"publish_batch,omitempty"`
 	ChurnRate    float64  `json:"churn_rate,omitempty"`
 	ChurnStable  float64  `json:"churn_stable,omitempty"`
 	Thresholds   []string `json:"thresholds,omitempty"` // -assert, filled in by the caller
@@ -100,6 +101,9 @@ func (c Config) params() *Params {
 		p.APIURL, p.Channels, p.PubRate, p.Prefix, p.ClientLoops, p.BroadcastURL =
 			c.Push.APIURL, c.Push.Channels, c.Push.Rate, c.Push.Prefix, c.Push.Loops, c.Push.BroadcastURL
 		p.Transport, p.Concurrency, p.Drain = c.Push.Transport, c.Push.Concurrency, c.Push.Drain.String()
+		if c.Push.Batch > 1 {
+			p.Batch = c.Push.Batch
+		}
 		if c.Push.APIKey != "" {
 			p.APIKey = "(set)"
 		}

@@ -56,6 +56,11 @@ type PushConfig struct {
 	// publication (default 1s); a broadcast that takes seconds to reach
 	// every subscriber needs more, or its tail counts as lost.
 	Drain time.Duration
+	// Batch, above 1, sends the publications in POST /api/batch calls of
+	// this many (consecutive publications, so over different channels
+	// with Channels > 1) instead of one POST /api/publish each; the rate
+	// stays publications per second. Not with BroadcastURL.
+	Batch int
 }
 
 // pushDefaults fills in the push settings of a push or churn run.
@@ -81,6 +86,12 @@ func (c *Config) pushDefaults() error {
 	}
 	if pc.Concurrency == 0 {
 		pc.Concurrency = 64
+	}
+	if pc.Batch < 0 || (pc.Batch > 1 && pc.BroadcastURL != "") {
+		return fmt.Errorf("loadtest: -pub-batch must be at least 1 and needs the Herald API (no -broadcast-url)")
+	}
+	if pc.Batch == 0 {
+		pc.Batch = 1
 	}
 	if pc.Drain == 0 {
 		pc.Drain = time.Second
@@ -140,7 +151,8 @@ type publisher struct {
 	bcast bool
 	mu    sync.Mutex
 	pubs  []*publication
-	errs  errLog // failed calls, kind "publish"
+	errs  errLog   // failed calls, kind "publish"; a batch's failed items one each
+	batch []string // POST /api/batch URLs, beside urls, when Batch > 1
 }
 
 func newPublisher(cfg Config) *publisher {
@@ -150,6 +162,7 @@ func newPublisher(cfg Config) *publisher {
 	} else {
 		for _, u := range splitList(cfg.Push.APIURL) {
 			p.urls = append(p.urls, strings.TrimRight(u, "/")+"/api/publish")
+			p.batch = append(p.batch, strings.TrimRight(u, "/")+"/api/batch")
 		}
 	}
 	p.pubs = make([]*publication, 0, p.max)
@@ -167,6 +180,9 @@ func (p *publisher) run(ctx context.Context, start time.Time, d time.Duration) i
 	var wg sync.WaitGroup
 	var errs atomic.Int32
 	sem := make(chan struct{}, pc.Concurrency)
+	if pc.Batch > 1 {
+		return p.runBatches(ctx, client, start, deadline, interval, sem)
+	}
 	for seq := 0; seq < p.max && time.Now().Before(deadline) && ctx.Err() == nil; seq++ {
 		if wait := time.Until(start.Add(time.Duration(seq) * interval)); wait > 0 {
 			sleep(ctx, wait)
@@ -195,6 +211,110 @@ func (p *publisher) run(ctx context.Context, start time.Time, d time.Duration) i
 	}
 	wg.Wait()
 	return int(errs.Load())
+}
+
+// runBatches is run with Batch > 1: every Batch publications that are due
+// go in one POST /api/batch, batch b to endpoint b round-robin. It
+// returns how many publications failed.
+func (p *publisher) runBatches(ctx context.Context, client *http.Client, start, deadline time.Time, interval time.Duration, sem chan struct{}) int {
+	var wg sync.WaitGroup
+	var errs atomic.Int32
+	n := p.pc.Batch
+	for seq, b := 0, 0; seq < p.max && time.Now().Before(deadline) && ctx.Err() == nil; seq, b = seq+n, b+1 {
+		last := min(seq+n, p.max) - 1
+		if wait := time.Until(start.Add(time.Duration(last) * interval)); wait > 0 {
+			sleep(ctx, wait)
+		}
+		pubs := make([]*publication, 0, last-seq+1)
+		p.mu.Lock()
+		for s := seq; s <= last; s++ {
+			pub := &publication{channel: s % p.pc.Channels}
+			pubs = append(pubs, pub)
+			p.pubs = append(p.pubs, pub)
+		}
+		p.mu.Unlock()
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(seq int, u string) {
+			defer func() { <-sem; wg.Done() }()
+			sent := time.Now().UnixNano()
+			offs, itemErrs, err := p.callBatch(ctx, client, u, seq, pubs, sent)
+			p.mu.Lock()
+			for i, pub := range pubs {
+				pub.sent = sent
+				if err == nil && itemErrs[i] == "" {
+					pub.offset, pub.ok = offs[i], true
+				}
+			}
+			p.mu.Unlock()
+			for i := range pubs {
+				switch {
+				case err != nil:
+					errs.Add(1)
+					p.errs.add("publish", err)
+				case itemErrs[i] != "":
+					errs.Add(1)
+					p.errs.add("publish", fmt.Errorf("POST %s: publication %d: %s", u, seq+i, itemErrs[i]))
+				}
+			}
+		}(seq, p.batch[b%len(p.batch)])
+	}
+	wg.Wait()
+	return int(errs.Load())
+}
+
+// callBatch makes one batch request for pubs (publications seq, seq+1, ...)
+// and returns each one's offset or error. err is set when the call as a
+// whole failed (no answer, or one that is not a batch answer).
+func (p *publisher) callBatch(ctx context.Context, client *http.Client, u string, seq int, pubs []*publication, sent int64) ([]uint64, []string, error) {
+	var body strings.Builder
+	body.WriteString(`{"publications":[`)
+	for i, pub := range pubs {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"channel":"%s-%d","data":{"seq":%d,"t":%d}}`, p.pc.Prefix, pub.channel, seq+i, sent)
+	}
+	body.WriteString(`]}`)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body.String()))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if p.pc.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+p.pc.APIKey)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	default:
+		return nil, nil, httpError(u, resp)
+	}
+	var out struct {
+		Results []struct {
+			Offset uint64 `json:"offset"`
+			Error  string `json:"error"`
+		} `json:"results"`
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
+		return nil, nil, fmt.Errorf("POST %s: HTTP %d: reading the answer: %w", u, resp.StatusCode, err)
+	}
+	if len(out.Results) != len(pubs) {
+		return nil, nil, fmt.Errorf("POST %s: HTTP %d: %d results for %d publications: %s", u, resp.StatusCode, len(out.Results), len(pubs), out.Error)
+	}
+	offs, errTexts := make([]uint64, len(pubs)), make([]string, len(pubs))
+	for i, r := range out.Results {
+		offs[i], errTexts[i] = r.Offset, r.Error
+		if r.Error == "" && r.Offset == 0 {
+			errTexts[i] = "stored without an offset"
+		}
+	}
+	return offs, errTexts, nil
 }
 
 // call makes one publish request and returns the offset the server gave

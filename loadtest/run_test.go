@@ -3,6 +3,8 @@ package loadtest
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -87,6 +89,50 @@ func TestPushScenario(t *testing.T) {
 	if got := n.Stats().Deliveries; got != want {
 		t.Errorf("server delivered %d, generator counted %d", got, want)
 	}
+}
+
+// TestPushInBatches publishes through POST /api/batch (-pub-batch): the
+// same accounting, every publication delivered once, batches spanning
+// channels.
+func TestPushInBatches(t *testing.T) {
+	n := startHerald(t)
+	r := runOK(t, Config{
+		Scenario: "push",
+		URL:      wsURL(n, "/ws"),
+		Conns:    30,
+		Duration: time.Second,
+		Push:     PushConfig{APIURL: apiURL(n), Channels: 3, Rate: 40, Batch: 7},
+	})
+	p := r.Push
+	if p.Subscribers != 30 || p.Publications < 28 || p.PublishErrs != 0 || r.Params.Batch != 7 {
+		t.Fatalf("%d subscribers, %d publications (%d failed), batch %d; want 30, >= 28, 0, 7", p.Subscribers, p.Publications, p.PublishErrs, r.Params.Batch)
+	}
+	want := int64(10 * p.Publications)
+	if p.Expected != want || p.Delivered != want || p.Lost != 0 || p.Duplicates != 0 || p.OutOfOrder != 0 || p.LastDelivery.Count != int64(p.Publications) {
+		t.Fatalf("push %+v: want %d delivered, none lost", p, want)
+	}
+	if got := n.Stats().Publications; got != int64(p.Publications) {
+		t.Errorf("server stored %d publications, the generator counted %d", got, p.Publications)
+	}
+	resp, err := http.Get(apiURL(n) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(m), `herald_api_requests_total{code="200",endpoint="/api/batch"}`) || strings.Contains(string(m), `endpoint="/api/publish"`) {
+		t.Errorf("the publications did not go through /api/batch alone:\n%s", grepLines(string(m), "herald_api_requests_total"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // TestPushDetectsLoss runs push against a server that skips one

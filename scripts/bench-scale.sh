@@ -18,6 +18,8 @@
 #                  last publication (default 20s; a broadcast to a million
 #                  sockets takes seconds per publication on 2 cores)
 #   PUB_CONCURRENCY publish calls in flight (default 1024)
+#   PUB_BATCH      publications per API call (default 1: POST /api/publish
+#                  each; above 1, POST /api/batch calls of this many)
 #   RATE           connections opened per second over all generator
 #                  processes (default 3000; unbounded, 100 processes
 #                  dialling on 2 cores starve the nodes and NATS, and
@@ -44,6 +46,7 @@ PHASES=${PHASES:-broadcast personal}
 DRAIN=${DRAIN:-20s}
 RATE=${RATE:-3000}
 PUB_CONCURRENCY=${PUB_CONCURRENCY:-1024}
+PUB_BATCH=${PUB_BATCH:-1}
 TIMEOUT=${TIMEOUT:-1800}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/benchmarks/out/scale}
@@ -65,6 +68,8 @@ cleanup() {
 	for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
 	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
 	for kv in "${SAVED[@]}"; do sysctl -q -w "$kv" >/dev/null 2>&1 || true; done
+	# The logs say what stopped a run that failed: keep them with the results.
+	if [[ -d $OUT ]]; then cp "$WORK"/*.log "$OUT"/ 2>/dev/null || true; fi
 	rm -rf "$WORK"
 	log "cleaned up ${#PIDS[@]} processes, restored ${#SAVED[@]} sysctls"
 	exit "$status"
@@ -199,7 +204,7 @@ for phase in $PHASES; do
 	log "phase $phase: $SCALE subscribers over $channels channels, $rate publications/s for $DURATION, $PROCS generator processes"
 	"$WORK/herald" loadtest -scenario push -url "ws://127.0.0.1:$PORT/ws" -conns "$SCALE" -procs "$PROCS" -rate "$RATE" -client-loops 1 \
 		-source-ips 127.0.0.2-127.0.0.254 -api-url "$API_LIST" -channels "$channels" -channel-prefix "$prefix" \
-		-pub-rate "$rate" -duration "$DURATION" -drain "$DRAIN" -pub-concurrency "$PUB_CONCURRENCY" -out "$OUT/$phase.json" >"$OUT/$phase.txt" 2>"$WORK/loadtest-$phase.log" &
+		-pub-rate "$rate" -duration "$DURATION" -drain "$DRAIN" -pub-concurrency "$PUB_CONCURRENCY" -pub-batch "$PUB_BATCH" -out "$OUT/$phase.json" >"$OUT/$phase.txt" 2>"$WORK/loadtest-$phase.log" &
 	LT_PID=$!
 	PIDS+=($LT_PID)
 	cpu0=$(herald_cpu_ticks)
