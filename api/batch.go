@@ -3,9 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -91,14 +89,9 @@ func (a *handler) checkBatch(h http.Header, body []byte) ([]batchItem, *refusal)
 }
 
 func (a *handler) batch(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBody))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over the limit of %d bytes", mbe.Limit))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+	body, ref := a.readPublishBody(w, r)
+	if ref != nil {
+		writeError(w, ref.status, ref.msg)
 		return
 	}
 	items, ref := a.checkBatch(r.Header, body)

@@ -41,15 +41,24 @@ type refusal struct {
 // decodePublish reads and checks a publish request. It publishes nothing;
 // on a refusal the request must be answered with it.
 func (a *handler) decodePublish(w http.ResponseWriter, r *http.Request) (publication, *refusal) {
+	body, ref := a.readPublishBody(w, r)
+	if ref != nil {
+		return publication{}, ref
+	}
+	return a.checkPublish(r.Header, body)
+}
+
+// readPublishBody reads a publish or batch body of at most MaxBody bytes.
+func (a *handler) readPublishBody(w http.ResponseWriter, r *http.Request) ([]byte, *refusal) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return publication{}, &refusal{http.StatusRequestEntityTooLarge, fmt.Sprintf("body over the limit of %d bytes", mbe.Limit)}
+			return nil, &refusal{http.StatusRequestEntityTooLarge, fmt.Sprintf("body over the limit of %d bytes", mbe.Limit)}
 		}
-		return publication{}, &refusal{http.StatusBadRequest, "reading body: " + err.Error()}
+		return nil, &refusal{http.StatusBadRequest, "reading body: " + err.Error()}
 	}
-	return a.checkPublish(r.Header, body)
+	return body, nil
 }
 
 // checkPublish applies every publish rule to the header and body.
