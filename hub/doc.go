@@ -10,13 +10,17 @@
 // its own id line, hub.EventStream), or for a long poll the message JSON
 // handed to its hub.Collector. The hub then queues the publication once in
 // the inbox of each event loop that has subscribers of the channel
-// (inbox.go) and schedules one drain per loop. A drain takes everything queued so far and, for
-// each publication in arrival order, appends it to each of the loop's
-// subscribers while their sessions are corked (session.Cork): every
-// subscriber gets one write for the whole batch, not one per publication.
-// What corked sessions gather is bounded per connection
-// (session.GatherLimit) and per drain (DrainGatherBudget, past which the
-// gathered bytes are written and the drain goes on).
+// (inbox.go) and schedules one drain per loop. A drain takes everything
+// queued so far and delivers it in arrival order while the subscribers'
+// sessions are corked (session.Cork): every subscriber gets one write for
+// the whole batch, not one per publication. Consecutive publications of
+// one channel (a run) are delivered subscriber by subscriber, all of the
+// run for one before the next, so a loop that is behind on a busy channel
+// writes each subscriber dozens of publications at once. What corked
+// sessions gather is bounded per connection (session.GatherLimit) and per
+// drain (DrainGatherBudget, checked between subscribers: past it the
+// gathered bytes are written and the drain goes on, so what goes early
+// is a subscriber's whole part of a run, never a slice of it).
 // Nothing is allocated per subscriber or per publication, and no lock is
 // taken per subscriber: a loop's subscription index is touched only by
 // that loop. Per-channel and per-connection order are kept.

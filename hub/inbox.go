@@ -297,10 +297,11 @@ func (h *Hub) drain(in *inbox) {
 	}
 	in.seen = emptied(in.seen)
 	var sent int64
-	for i := range batch {
+	for i := 0; i < len(batch); {
 		it := &batch[i]
 		switch {
 		case it.dead:
+			i++
 		case it.gap:
 			// Recovery may replay history into these sessions, inline
 			// with a broker that never blocks: what they gathered goes
@@ -308,10 +309,11 @@ func (h *Hub) drain(in *inbox) {
 			// corked outside the drain's budget.
 			in.uncorkAll()
 			h.recoverLoop(it.ls)
+			i++
 		default:
-			n := h.deliverTo(in, it)
-			it.wrote = n > 0
-			sent += n
+			j := runEnd(batch, i)
+			sent += h.deliverRun(in, batch[i:j])
+			i = j
 		}
 	}
 	in.uncorkAll()
@@ -330,10 +332,30 @@ func (h *Hub) drain(in *inbox) {
 	in.finish(batch, h)
 }
 
-// deliverTo queues it's publication on each of its loop's subscribers of
-// the channel and returns how many it was queued for.
-func (h *Hub) deliverTo(in *inbox, it *queued) (sent int64) {
-	sl, p := it.ls, it.p
+// runEnd returns the end of the run of batch that starts at i: the
+// publications of i's channel that follow it with nothing queued between
+// them but superseded (dead) entries.
+func runEnd(batch []queued, i int) int {
+	ls := batch[i].ls
+	j := i + 1
+	for ; j < len(batch); j++ {
+		if it := &batch[j]; !it.dead && (it.gap || it.ls != ls) {
+			break
+		}
+	}
+	return j
+}
+
+// deliverRun queues a run of one channel's publications (see runEnd) on
+// each of its loop's subscribers of the channel and returns how many
+// deliveries it queued. It goes subscriber by subscriber, all of the run
+// for one before the next: the gather budget is checked between
+// subscribers, so however large the run, a subscriber's part of it goes
+// out in one write (up to session.GatherLimit), and what is written
+// early when the budget fills is whole runs, not slices of them. Nothing
+// else is queued in between, so per-connection order is the batch's.
+func (h *Hub) deliverRun(in *inbox, run []queued) (sent int64) {
+	sl := run[0].ls
 	// Backwards, with a bounds check: a subscriber can be removed while
 	// we iterate (a failed write closes its session), and removal swaps
 	// the last entry into its slot, one we have already visited.
@@ -342,37 +364,48 @@ func (h *Hub) deliverTo(in *inbox, it *queued) (sent int64) {
 			continue
 		}
 		sub := sl.list[i]
-		if sub.closed {
-			continue
-		}
-		if sub.pending {
-			if sub.held == nil {
-				sub.held = new([]broker.Publication) // the first held back
-			}
-			if len(*sub.held) >= h.cfg.MaxPending {
-				sub.sess.Abort(session.CloseSlowConsumer)
+		for k := range run {
+			it := &run[k]
+			if it.dead {
 				continue
 			}
-			*sub.held = append(*sub.held, p)
-			continue
+			if sub.closed {
+				break
+			}
+			p := it.p
+			if sub.pending {
+				if sub.held == nil {
+					sub.held = new([]broker.Publication) // the first held back
+				}
+				if len(*sub.held) >= h.cfg.MaxPending {
+					sub.sess.Abort(session.CloseSlowConsumer)
+					break
+				}
+				*sub.held = append(*sub.held, p)
+				continue
+			}
+			if p.Offset <= sub.last {
+				continue // already sent (history, or a publication that raced the subscribe)
+			}
+			if it.superseded && sub.sess.Behind() {
+				h.conflated.Add(1)
+				continue // a newer publication of the channel follows in this batch
+			}
+			sub.last = p.Offset
+			// Corked again each time: a write at GatherLimit or one that
+			// failed may have ended the cork.
+			if sub.sess.Cork() {
+				in.touched = append(in.touched, sub.sess)
+			}
+			in.scratch = writeLive(sub.sess, p, it.f, in.scratch)
+			in.gathered += len(it.f.plain)
+			it.wrote = true
+			sent++
 		}
-		if p.Offset <= sub.last {
-			continue // already sent (history, or a publication that raced the subscribe)
-		}
-		if it.superseded && sub.sess.Behind() {
-			h.conflated.Add(1)
-			continue // a newer publication of the channel follows in this batch
-		}
-		sub.last = p.Offset
-		if sub.sess.Cork() {
-			in.touched = append(in.touched, sub.sess)
-		}
-		in.scratch = writeLive(sub.sess, p, it.f, in.scratch)
-		sent++
 		// What corked sessions hold is bounded per loop as well as per
 		// connection: past DrainGatherBudget they are written now, in
 		// order, and the drain corks them again as it goes on.
-		if in.gathered += len(it.f.plain); in.gathered >= DrainGatherBudget {
+		if in.gathered >= DrainGatherBudget {
 			in.uncorkAll()
 		}
 	}

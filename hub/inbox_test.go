@@ -30,9 +30,13 @@ type recConn struct {
 	writes int
 	accept atomic.Int64
 	record bool
+	peek   func() // called at each write, when set
 }
 
 func (c *recConn) Write(p []byte) (int, error) {
+	if c.peek != nil {
+		c.peek()
+	}
 	n := len(p)
 	if a := c.accept.Load(); a >= 0 && int64(n) > a {
 		n = int(a)
@@ -486,18 +490,32 @@ func TestLoopSubsSize(t *testing.T) {
 	}
 }
 
-// TestDrainGatherBudget: a batch too large to hold corked for every
-// subscriber at once (100 subscribers x 60 KiB, over DrainGatherBudget) is
-// written in parts as the budget fills, each subscriber still getting
-// everything in order, with as few writes as the budget allows.
+// TestDrainGatherBudget: a batch of one channel too large to hold corked
+// for every subscriber at once (150 subscribers x 60 KiB, over twice
+// DrainGatherBudget) still reaches each subscriber in one write, in
+// order: the drain goes subscriber by subscriber, so what it writes early
+// when the budget fills is whole parts of the batch, and the corked
+// sessions never hold more than the budget and one connection's
+// GatherLimit at once. (Before, the budget cut the batch across all
+// subscribers, and each got it in two writes.)
 func TestDrainGatherBudget(t *testing.T) {
 	const (
-		subs = 100
+		subs = 150
 		pubs = 60
 	)
 	h := New(Config{Broker: broker.NewMemory(broker.MemoryConfig{})})
 	defer h.Close()
 	fl, sessions, conns := recSessions(t, subs, 64<<20)
+	maxHeld := 0
+	for _, c := range conns {
+		c.peek = func() {
+			sum := 0
+			for _, s := range sessions {
+				sum += s.Backlog()
+			}
+			maxHeld = max(maxHeld, sum)
+		}
+	}
 	for _, s := range sessions {
 		h.Subscribe(s, "big", nil, func(SubscribeResult) {})
 	}
@@ -507,16 +525,16 @@ func TestDrainGatherBudget(t *testing.T) {
 	for i := range pubs {
 		h.Deliver(broker.Publication{Channel: "big", Offset: base + uint64(i+1), Data: data})
 	}
+	maxHeld = 0
 	fl.run()
 	frame := len(conns[0].out) / pubs
 	total := subs * pubs * frame
-	want := (total + DrainGatherBudget - 1) / DrainGatherBudget
-	if total <= DrainGatherBudget || subs*pubs*frame/subs >= session.GatherLimit {
+	if total <= 2*DrainGatherBudget || pubs*frame >= session.GatherLimit {
 		t.Fatalf("test set-up: %d bytes in all, %d per subscriber", total, pubs*frame)
 	}
 	for i, c := range conns {
-		if c.writes != want {
-			t.Fatalf("subscriber %d: %d writes for the batch, want %d (the budget's parts)", i, c.writes, want)
+		if c.writes != 1 {
+			t.Fatalf("subscriber %d: %d writes for the batch, want 1", i, c.writes)
 		}
 		ms := c.messages(t)
 		if len(ms) != pubs {
@@ -526,6 +544,55 @@ func TestDrainGatherBudget(t *testing.T) {
 			if m.Offset != base+uint64(j+1) {
 				t.Fatalf("subscriber %d: message %d has offset %d", i, j, m.Offset)
 			}
+		}
+	}
+	if maxHeld == 0 || maxHeld > DrainGatherBudget+session.GatherLimit {
+		t.Fatalf("corked sessions held %d bytes at once, bound %d", maxHeld, DrainGatherBudget+session.GatherLimit)
+	}
+}
+
+// TestDrainKeepsConnectionOrderAcrossChannels: a batch that interleaves
+// two channels reaches a subscriber of both in the order the publications
+// were queued, in one write, while a subscriber of one gets its own
+// channel's in order.
+func TestDrainKeepsConnectionOrderAcrossChannels(t *testing.T) {
+	h := New(Config{Broker: broker.NewMemory(broker.MemoryConfig{})})
+	defer h.Close()
+	fl, sessions, conns := recSessions(t, 2, 64<<20)
+	h.Subscribe(sessions[0], "a", nil, func(SubscribeResult) {})
+	h.Subscribe(sessions[0], "b", nil, func(SubscribeResult) {})
+	h.Subscribe(sessions[1], "a", nil, func(SubscribeResult) {})
+	fl.run()
+	ba, bb := topOf(h, "a"), topOf(h, "b")
+	order := "aabaabbba"
+	var na, nb uint64
+	for _, c := range order {
+		if c == 'a' {
+			na++
+			h.Deliver(broker.Publication{Channel: "a", Offset: ba + na, Data: []byte(`1`)})
+		} else {
+			nb++
+			h.Deliver(broker.Publication{Channel: "b", Offset: bb + nb, Data: []byte(`1`)})
+		}
+	}
+	for _, c := range conns {
+		c.writes = 0
+	}
+	fl.run()
+	got := ""
+	for _, m := range conns[0].messages(t) {
+		got += m.Channel
+	}
+	if got != order || conns[0].writes != 1 {
+		t.Fatalf("subscriber of both got %q in %d writes, want %q in 1", got, conns[0].writes, order)
+	}
+	ms := conns[1].messages(t)
+	if len(ms) != int(na) || conns[1].writes != 1 {
+		t.Fatalf("subscriber of a got %d in %d writes, want %d in 1", len(ms), conns[1].writes, na)
+	}
+	for j, m := range ms {
+		if m.Channel != "a" || m.Offset != ba+uint64(j+1) {
+			t.Fatalf("subscriber of a: message %d is %s@%d", j, m.Channel, m.Offset)
 		}
 	}
 }
