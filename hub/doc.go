@@ -20,7 +20,14 @@
 // sessions gather is bounded per connection (session.GatherLimit) and per
 // drain (DrainGatherBudget, checked between subscribers: past it the
 // gathered bytes are written and the drain goes on, so what goes early
-// is a subscriber's whole part of a run, never a slice of it).
+// is a subscriber's whole part of a run, never a slice of it). The run
+// that ends a batch writes each subscriber as soon as it is visited, and
+// every 64 subscribers the drain looks for publications of the same
+// channel queued since it began (with nothing else queued before them):
+// those go to the subscribers still to come in this drain, and the next
+// drain skips them there by offset. A loop that is behind then reaches
+// the last subscriber of a publication one drain's time after it was
+// queued, not up to two.
 // Nothing is allocated per subscriber or per publication, and no lock is
 // taken per subscriber: a loop's subscription index is touched only by
 // that loop. Per-channel and per-connection order are kept.

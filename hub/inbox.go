@@ -61,6 +61,7 @@ type inbox struct {
 
 	// Owned by the loop's goroutine (the drain).
 	touched  []*session.Session
+	early    []queued               // see peekRun; emptied after each run
 	gathered int                    // bytes queued on touched sessions since they were corked
 	seen     map[*loopSubs]struct{} // the conflation pass's channels seen, emptied after it
 	scratch  []byte                 // writeLive's
@@ -312,7 +313,7 @@ func (h *Hub) drain(in *inbox) {
 			i++
 		default:
 			j := runEnd(batch, i)
-			sent += h.deliverRun(in, batch[i:j])
+			sent += h.deliverRun(in, batch[i:j], j == len(batch))
 			i = j
 		}
 	}
@@ -354,14 +355,26 @@ func runEnd(batch []queued, i int) int {
 // out in one write (up to session.GatherLimit), and what is written
 // early when the budget fills is whole runs, not slices of them. Nothing
 // else is queued in between, so per-connection order is the batch's.
-func (h *Hub) deliverRun(in *inbox, run []queued) (sent int64) {
+//
+// last says the run ends the batch. Then publications of the channel
+// queued since the drain began are delivered early to the subscribers
+// still to come (see peekRun), and the next drain skips them there by
+// offset: the last subscriber of a publication is reached one drain's
+// time after it was queued, where it would otherwise wait for the drain
+// under way to end and then for its own.
+func (h *Hub) deliverRun(in *inbox, run []queued, last bool) (sent int64) {
 	sl := run[0].ls
+	peek := last && !run[0].conflate
+	defer in.endRun()
 	// Backwards, with a bounds check: a subscriber can be removed while
 	// we iterate (a failed write closes its session), and removal swaps
 	// the last entry into its slot, one we have already visited.
-	for i := len(sl.list) - 1; i >= 0; i-- {
+	for i, visited := len(sl.list)-1, 0; i >= 0; i, visited = i-1, visited+1 {
 		if i >= len(sl.list) {
 			continue
+		}
+		if peek && visited > 0 && visited%peekEvery == 0 {
+			in.peekRun(sl)
 		}
 		sub := sl.list[i]
 		for k := range run {
@@ -402,6 +415,31 @@ func (h *Hub) deliverRun(in *inbox, run []queued) (sent int64) {
 			it.wrote = true
 			sent++
 		}
+		// Then what arrived since the drain began, after all of the
+		// batch.
+		for k := range in.early {
+			it := &in.early[k]
+			if sub.closed || sub.pending || it.p.Offset <= sub.last {
+				continue // pending: held back by the next drain, with the rest
+			}
+			sub.last = it.p.Offset
+			if sub.sess.Cork() {
+				in.touched = append(in.touched, sub.sess)
+			}
+			in.scratch = writeLive(sub.sess, it.p, it.f, in.scratch)
+			in.gathered += len(it.f.plain)
+			sent++
+		}
+		if last {
+			// Nothing later in the batch is for this subscriber: its part
+			// goes out now. The drain's writes are then spread over its
+			// visits instead of all at its end, which is what lets peekRun
+			// catch what arrives meanwhile.
+			if !sub.sess.Uncork() {
+				sub.sess.Abort(session.CloseSlowConsumer)
+			}
+			continue
+		}
 		// What corked sessions hold is bounded per loop as well as per
 		// connection: past DrainGatherBudget they are written now, in
 		// order, and the drain corks them again as it goes on.
@@ -410,6 +448,42 @@ func (h *Hub) deliverRun(in *inbox, run []queued) (sent int64) {
 		}
 	}
 	return sent
+}
+
+// peekEvery is how many subscribers a run visits between looks at what
+// was queued since its drain began (peekRun).
+const peekEvery = 64
+
+// peekRun appends to in.early the publications of ls queued since the
+// drain took its batch, as long as nothing else was queued before them (a
+// subscriber of another channel too must get that first): the drain under
+// way delivers them to the subscribers it has still to visit, and they
+// stay queued for the next drain, which delivers them to the others. A
+// gap note or a conflated channel ends it: those are the next drain's.
+// Each one kept holds a reference to its frame until endRun.
+func (in *inbox) peekRun(ls *loopSubs) {
+	if in.depth.Load() <= int64(len(in.early)) {
+		return // nothing new: no lock
+	}
+	in.mu.Lock()
+	for k := len(in.early); k < len(in.q); k++ {
+		it := in.q[k]
+		if it.gap || it.dead || it.conflate || it.ls != ls {
+			break
+		}
+		it.f.refs.Add(1)
+		in.early = append(in.early, it)
+	}
+	in.mu.Unlock()
+}
+
+// endRun drops what peekRun kept for a run.
+func (in *inbox) endRun() {
+	for k := range in.early {
+		in.early[k].f.release()
+	}
+	clear(in.early)
+	in.early = in.early[:0]
 }
 
 // DrainGatherBudget bounds the bytes one drain gathers over all the

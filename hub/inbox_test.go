@@ -596,3 +596,87 @@ func TestDrainKeepsConnectionOrderAcrossChannels(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainDeliversLateArrivalsEarly: a publication of the drained
+// channel queued while the drain is under way reaches the subscribers the
+// drain has still to visit in the same drain, and the others in the next
+// one, each exactly once and in order; one of another channel queued
+// before it keeps it for the next drain, so that a subscriber of both gets
+// them in the order they were queued.
+func TestDrainDeliversLateArrivalsEarly(t *testing.T) {
+	const subs = 200
+	for _, tc := range []struct {
+		name      string
+		inject    []string // channels published while the first drain writes
+		wantEarly int      // subscribers of "a" that get the late one in the first drain
+	}{
+		{"same channel", []string{"a"}, subs - peekEvery},
+		{"another channel first", []string{"b", "a"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := New(Config{Broker: broker.NewMemory(broker.MemoryConfig{})})
+			defer h.Close()
+			fl, sessions, conns := recSessions(t, subs, 64<<20)
+			for _, s := range sessions {
+				h.Subscribe(s, "a", nil, func(SubscribeResult) {})
+			}
+			h.Subscribe(sessions[0], "b", nil, func(SubscribeResult) {}) // a subscriber of both
+			fl.run()
+			base := map[string]uint64{"a": topOf(h, "a"), "b": topOf(h, "b")}
+			next := map[string]uint64{}
+			publish := func(ch string) {
+				next[ch]++
+				h.Deliver(broker.Publication{Channel: ch, Offset: base[ch] + next[ch], Data: []byte(`1`)})
+			}
+			writes := 0
+			for _, c := range conns {
+				c.writes, c.out = 0, nil
+				c.peek = func() {
+					if writes++; writes == 10 {
+						for _, ch := range tc.inject {
+							publish(ch)
+						}
+					}
+				}
+			}
+			publish("a")
+			if n := fl.run(); n != 1 {
+				t.Fatalf("%d tasks ran, want the one drain", n)
+			}
+			early := 0
+			for i, c := range conns {
+				switch ms := c.messages(t); len(ms) {
+				case 1:
+				case 2:
+					if ms[1].Channel != "a" || c.writes != 1 {
+						t.Fatalf("subscriber %d got %+v in %d writes", i, ms, c.writes)
+					}
+					early++
+				default:
+					t.Fatalf("subscriber %d got %d messages in the first drain", i, len(ms))
+				}
+			}
+			if early != tc.wantEarly {
+				t.Fatalf("%d subscribers got the late publication in the drain under way, want %d", early, tc.wantEarly)
+			}
+			fl.run()
+			if n := fl.run(); n != 0 {
+				t.Fatalf("%d more tasks after the second drain", n)
+			}
+			for i, c := range conns {
+				ms := c.messages(t)
+				var got []string
+				for _, m := range ms {
+					got = append(got, fmt.Sprintf("%s%d", m.Channel, m.Offset-base[m.Channel]))
+				}
+				want := "[a1 a2]"
+				if i == 0 && len(tc.inject) == 2 {
+					want = "[a1 b1 a2]"
+				}
+				if fmt.Sprint(got) != want {
+					t.Fatalf("subscriber %d got %v, want %s", i, got, want)
+				}
+			}
+		})
+	}
+}
