@@ -383,8 +383,8 @@ func (p *publisher) list() []publication {
 // subscriber is one measured connection, owned by a gnet client loop.
 type subscriber struct {
 	channel    int
-	last       uint64   // highest offset seen
-	seen       []uint64 // bitset over publication sequence numbers
+	last       uint64  // highest offset seen
+	seen       seenSet // publication sequence numbers received
 	dups       int64
 	outOfOrder int64
 }
@@ -511,7 +511,7 @@ func (pp *pushPart) setup(ctx context.Context) (int, error) {
 		var ctx any = churned{}
 		var s *subscriber
 		if i < stable {
-			s = &subscriber{channel: pp.channelOf(i), seen: make([]uint64, (pp.maxPubs+63)/64)}
+			s = &subscriber{channel: pp.channelOf(i)}
 			ctx = s
 		}
 		if cfg.Push.Transport == TransportPoll {
@@ -838,11 +838,10 @@ func (pp *pushPart) onMessage(s *subscriber, p []byte, now int64, t *tally) {
 	if seq >= uint64(pp.maxPubs) {
 		return
 	}
-	if s.seen[seq/64]&(1<<(seq%64)) != 0 {
+	if s.seen.add(seq, pp.maxPubs) {
 		s.dups++
 		return
 	}
-	s.seen[seq/64] |= 1 << (seq % 64)
 	if offset <= s.last {
 		s.outOfOrder++
 	} else {
