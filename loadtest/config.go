@@ -237,15 +237,20 @@ func splitList(s string) []string {
 }
 
 // HardDeadline is the longest a run of c may take: set-up (every
-// connection at half of Rate, or at no less than 1,000 per second, plus a dial
-// timeout and a margin for subscribing), Duration, and a drain margin. Run
-// gives up at this point, and `herald loadtest` exits shortly after.
+// connection at a quarter of Rate, or at no less than 1,000 per second,
+// plus a dial timeout and a margin for subscribing), Duration, and a drain
+// margin. Run gives up at this point, and `herald loadtest` exits shortly
+// after.
 func (c Config) HardDeadline() time.Duration {
 	_ = c.defaults()
 	setup := c.DialTimeout + 30*time.Second
 	if c.Rate > 0 {
-		// Twice the time the rate implies: a loaded machine falls behind it.
-		setup += time.Duration(2 * float64(c.Conns) / float64(c.Rate) * float64(time.Second))
+		// Four times the time the rate implies: a loaded machine falls
+		// behind it (600,000 subscribers of a channel each, every
+		// subscribe a NATS subscription and a JetStream read, connected
+		// at 1,300/s of the 3,000/s asked, and half of Rate cut that run
+		// off while it published).
+		setup += time.Duration(4 * float64(c.Conns) / float64(c.Rate) * float64(time.Second))
 	} else {
 		setup += time.Duration(c.Conns) * time.Millisecond
 	}

@@ -174,9 +174,15 @@ func TestHardDeadline(t *testing.T) {
 		t.Errorf("HardDeadline = %v, want 2m25s", got)
 	}
 	c.Rate = 10000
-	// 10 s + 30 s + 50,000 at half of 10,000/s + 20 s + 35 s.
-	if got := c.HardDeadline(); got != 105*time.Second {
-		t.Errorf("at 10,000/s HardDeadline = %v, want 1m45s", got)
+	// 10 s + 30 s + 50,000 at a quarter of 10,000/s + 20 s + 35 s.
+	if got := c.HardDeadline(); got != 115*time.Second {
+		t.Errorf("at 10,000/s HardDeadline = %v, want 1m55s", got)
+	}
+	// 600,000 at 3,000/s (bench-scale's personal phase): set-up allows
+	// 800 s, longer than the 444 s that run took to connect at 1,300/s.
+	c.Conns, c.Rate, c.Duration = 600000, 3000, 30*time.Second
+	if got := c.HardDeadline(); got != (10+30+800+30+90)*time.Second {
+		t.Errorf("600,000 at 3,000/s: HardDeadline = %v, want 16m", got)
 	}
 }
 
@@ -211,11 +217,11 @@ func TestPushDrainAndConcurrency(t *testing.T) {
 	if c.Push.Concurrency != 64 || c.Push.Drain != time.Second {
 		t.Fatalf("defaults: concurrency %d, drain %v; want 64 and 1s", c.Push.Concurrency, c.Push.Drain)
 	}
-	// 10 s dial timeout + 30 s + 2 s of connections + 10 s + the drain +
+	// 10 s dial timeout + 30 s + 4 s of connections + 10 s + the drain +
 	// 30.1 s (the stop margin for 1,000 connections).
 	c.Push.Drain = time.Minute
-	if got := c.HardDeadline(); got != 142100*time.Millisecond {
-		t.Errorf("HardDeadline with a 1-minute drain = %v, want 2m22.1s", got)
+	if got := c.HardDeadline(); got != 144100*time.Millisecond {
+		t.Errorf("HardDeadline with a 1-minute drain = %v, want 2m24.1s", got)
 	}
 	if p := c.params(); p.Drain != "1m0s" || p.Concurrency != 64 {
 		t.Errorf("params record drain %q, concurrency %d", p.Drain, p.Concurrency)
