@@ -404,14 +404,7 @@ func (h *Hub) deliverRun(in *inbox, run []queued, last bool) (sent int64) {
 				h.conflated.Add(1)
 				continue // a newer publication of the channel follows in this batch
 			}
-			sub.last = p.Offset
-			// Corked again each time: a write at GatherLimit or one that
-			// failed may have ended the cork.
-			if sub.sess.Cork() {
-				in.touched = append(in.touched, sub.sess)
-			}
-			in.scratch = writeLive(sub.sess, p, it.f, in.scratch)
-			in.gathered += len(it.f.plain)
+			in.send(sub, p, it.f)
 			it.wrote = true
 			sent++
 		}
@@ -422,12 +415,7 @@ func (h *Hub) deliverRun(in *inbox, run []queued, last bool) (sent int64) {
 			if sub.closed || sub.pending || it.p.Offset <= sub.last {
 				continue // pending: held back by the next drain, with the rest
 			}
-			sub.last = it.p.Offset
-			if sub.sess.Cork() {
-				in.touched = append(in.touched, sub.sess)
-			}
-			in.scratch = writeLive(sub.sess, it.p, it.f, in.scratch)
-			in.gathered += len(it.f.plain)
+			in.send(sub, it.p, it.f)
 			sent++
 		}
 		if last {
@@ -435,9 +423,7 @@ func (h *Hub) deliverRun(in *inbox, run []queued, last bool) (sent int64) {
 			// goes out now. The drain's writes are then spread over its
 			// visits instead of all at its end, which is what lets peekRun
 			// catch what arrives meanwhile.
-			if !sub.sess.Uncork() {
-				sub.sess.Abort(session.CloseSlowConsumer)
-			}
+			uncork(sub.sess)
 			continue
 		}
 		// What corked sessions hold is bounded per loop as well as per
@@ -448,6 +434,25 @@ func (h *Hub) deliverRun(in *inbox, run []queued, last bool) (sent int64) {
 		}
 	}
 	return sent
+}
+
+// send queues p (encoded as f) on sub's session, corked, and counts it
+// against the drain's gather budget. Corked again each time: a write at
+// GatherLimit or one that failed may have ended the cork.
+func (in *inbox) send(sub *Subscription, p broker.Publication, f *sharedFrame) {
+	sub.last = p.Offset
+	if sub.sess.Cork() {
+		in.touched = append(in.touched, sub.sess)
+	}
+	in.scratch = writeLive(sub.sess, p, f, in.scratch)
+	in.gathered += len(f.plain)
+}
+
+// uncork writes what s gathered; a session whose peer is gone is closed.
+func uncork(s *session.Session) {
+	if !s.Uncork() {
+		s.Abort(session.CloseSlowConsumer)
+	}
 }
 
 // peekEvery is how many subscribers a run visits between looks at what
@@ -496,9 +501,7 @@ const DrainGatherBudget = 4 << 20
 // write; a session whose peer is gone is closed.
 func (in *inbox) uncorkAll() {
 	for i, s := range in.touched {
-		if !s.Uncork() {
-			s.Abort(session.CloseSlowConsumer)
-		}
+		uncork(s)
 		in.touched[i] = nil
 	}
 	in.touched = in.touched[:0]

@@ -12,8 +12,9 @@ type seenSet struct {
 	bits []uint64
 }
 
-// listMax is the list's bound, past which a bitmap is cheaper to search
-// than the list and no larger than a broadcast subscriber needs anyway.
+// listMax is the list's bound: past it a linear search costs more than a
+// bitmap lookup, and a subscriber that gets this many publications is one
+// of few channels, for which the bitmap is what it always was.
 const listMax = 32
 
 // add records seq (below n, the run's publications) and reports whether
